@@ -1,0 +1,1 @@
+"""The ``berth`` command line: one entry point, sub-commands grouped by noun."""

@@ -1,0 +1,88 @@
+"""The ``berth`` entry point.
+
+Sub-commands live in their own modules and are imported only when invoked, so that
+``berth version`` and ``berth --help`` start in a few tens of milliseconds: heavy
+libraries (Starlette, SQLAlchemy, httpx, pydantic, Rich) load only for the commands
+that use them.
+
+Exit codes: 0 success, 1 a berth error (the message says what to do), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+import click
+
+from pipeline.cli.context import CLIContext
+
+# name -> ("module", "attribute", "one-line help").  The help is repeated here so that
+# ``berth --help`` can list every command without importing any of them.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "version": ("pipeline.cli.version", "version", "Show berth's version and its components'."),
+    "config": ("pipeline.cli.config", "config", "Check service configs and app specs."),
+    "registry": ("pipeline.cli.registry", "registry", "Run or maintain the embedded OCI registry."),
+    "image": ("pipeline.cli.image", "image", "Push, pull, inspect and list images in registries."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose sub-commands are imported on first use."""
+
+    def __init__(self, *args: object, lazy: dict[str, tuple[str, str, str]], **kwargs: object):
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self._lazy:
+            module_name, attribute, _ = self._lazy[cmd_name]
+            command = getattr(importlib.import_module(module_name), attribute)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, self._lazy[name][2]) for name in sorted(self._lazy)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Format of log lines written to stderr.",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, log_format: str, verbose: int) -> None:
+    """berth: push to git, get a layered image, roll it out environment by environment.
+
+    Every command has --help. Commands that print data accept --json.
+    """
+    ctx.obj = CLIContext(debug=debug, log_format=log_format, verbosity=verbose)
+    ctx.obj.configure_logging()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code (0 ok, 1 berth error, 2 usage error)."""
+    from pipeline.cli.context import run_cli
+
+    return run_cli(cli, list(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""OCI image format and distribution: digests, references, manifests, layouts, the registry client."""

@@ -1,0 +1,1 @@
+"""Reusable test machinery: processes, ports, git repos, leak checks."""
