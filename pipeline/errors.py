@@ -40,7 +40,12 @@ class BerthError(Exception):
 
 @dataclass(frozen=True)
 class ConfigProblem:
-    """One problem in a configuration document: where it is and what is wrong."""
+    """One problem in a configuration document: where it is and what is wrong.
+
+    Rendered ``berth.yml: run/health/http: must start with "/" (got "health")`` when the
+    problem has a key path (its line and column stay available as attributes), and
+    ``berth.yml:3:7: not valid YAML: ...`` when only a position can say where it is.
+    """
 
     source: str
     path: str
@@ -49,13 +54,13 @@ class ConfigProblem:
     column: int | None = None
 
     def __str__(self) -> str:
+        if self.path:
+            return f"{self.source}: {self.path}: {self.message}"
         where = self.source
         if self.line is not None:
             where += f":{self.line}"
             if self.column is not None:
                 where += f":{self.column}"
-        if self.path:
-            return f"{where}: {self.path}: {self.message}"
         return f"{where}: {self.message}"
 
 

@@ -42,7 +42,7 @@ def run_cli(group: click.Group, argv: list[str]) -> int:
     """Invoke ``group`` and turn every outcome into an exit code and a message."""
     debug = "--debug" in argv
     try:
-        group.main(args=argv, prog_name="berth", standalone_mode=False)
+        result = group.main(args=argv, prog_name="berth", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.exceptions.Abort:
@@ -65,4 +65,5 @@ def run_cli(group: click.Group, argv: list[str]) -> int:
         click.echo("berth hit an internal error (a bug); details follow:", err=True)
         traceback.print_exc(file=sys.stderr)
         return 1
-    return 0
+    # standalone_mode=False makes click return the code of a ctx.exit(n) instead of raising
+    return result if isinstance(result, int) else 0
