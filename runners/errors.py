@@ -11,7 +11,8 @@ Every failure that ``runners`` reports is one of these::
     │   └── LayerError               a layer tar that is unsafe or corrupt
     ├── RegistryError                a registry answered with an error or could not be reached
     │   ├── RegistryAuthError        credentials missing or refused (401/403)
-    │   └── RegistryNotFound         the repository, tag or blob does not exist
+    │   ├── RegistryNotFound         the repository, tag or blob does not exist
+    │   └── RegistryUnavailable      unreachable or 5xx after the retries; may work later
     ├── RuntimeFailure               a container could not be created, started or stopped
     └── NetworkError                 netlink / nftables work failed
 
@@ -75,6 +76,10 @@ class RegistryAuthError(RegistryError):
 
 class RegistryNotFound(RegistryError):
     """The repository, tag, manifest or blob does not exist in the registry."""
+
+
+class RegistryUnavailable(RegistryError):
+    """The registry could not be reached, or kept failing (5xx), after bounded retries."""
 
 
 class RuntimeFailure(RunnerError):
