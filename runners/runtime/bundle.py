@@ -1,0 +1,183 @@
+"""A container's directory on the host: OCI bundle, copy-on-write layer, logs, exit status.
+
+One directory per container holds everything berth knows about it, so an agent that
+restarts finds its containers again by listing directories::
+
+    <containers>/<id>/
+        config.json        the OCI runtime spec (its root.path is rootfs/)
+        rootfs/            the overlay mount point
+        upper/  work/      the container's copy-on-write layer and overlayfs's scratch dir
+        etc/               hosts, hostname and resolv.conf, bind-mounted into the container
+        stdout.log         the container's output (rotated to stdout.log.1 at a size cap)
+        stderr.log
+        runtime.log        the OCI runtime's own messages (JSON lines)
+        shim.pid  shim.log the supervisor's pid and its own diagnostics
+        container.pid      the container's init pid, written by the runtime
+        exit.json          written once by the supervisor when the container is gone
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runners.errors import RuntimeFailure
+from runners.runtime.rootfs import mounted_at
+from runners.runtime.spec import EtcFiles, IdMapping
+
+
+@dataclass(frozen=True)
+class ExitRecord:
+    """How a container ended: its exit code (128+N for signal N) and whether it ever ran."""
+
+    code: int | None
+    started: bool
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class ContainerDir:
+    """The paths of one container's directory (see the module docstring)."""
+
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def rootfs(self) -> Path:
+        return self.path / "rootfs"
+
+    @property
+    def upper(self) -> Path:
+        return self.path / "upper"
+
+    @property
+    def work(self) -> Path:
+        return self.path / "work"
+
+    @property
+    def etc(self) -> Path:
+        return self.path / "etc"
+
+    @property
+    def stdout_log(self) -> Path:
+        return self.path / "stdout.log"
+
+    @property
+    def stderr_log(self) -> Path:
+        return self.path / "stderr.log"
+
+    @property
+    def runtime_log(self) -> Path:
+        return self.path / "runtime.log"
+
+    @property
+    def shim_pid(self) -> Path:
+        return self.path / "shim.pid"
+
+    @property
+    def shim_log(self) -> Path:
+        return self.path / "shim.log"
+
+    @property
+    def container_pid(self) -> Path:
+        return self.path / "container.pid"
+
+    @property
+    def exit_file(self) -> Path:
+        return self.path / "exit.json"
+
+    def etc_files(self) -> EtcFiles:
+        return EtcFiles(
+            hosts=str(self.etc / "hosts"),
+            hostname=str(self.etc / "hostname"),
+            resolv_conf=str(self.etc / "resolv.conf"),
+        )
+
+    def create(self, id_mapping: IdMapping | None = None) -> None:
+        """Make the directory tree; with an id mapping, the upper dir belongs to container root.
+
+        The container directory is searchable by everyone (0711) because a user-namespaced
+        container's root is an unprivileged host user, and it must reach its rootfs and
+        bind-mount sources; its logs and state files are not world-readable.
+        """
+        try:
+            self.path.mkdir(parents=True, exist_ok=False)
+        except FileExistsError as exc:
+            raise RuntimeFailure(
+                f"container directory {self.path} already exists; container ids are never"
+                " reused, so remove the old container first"
+            ) from exc
+        os.chmod(self.path, 0o711)  # noqa: S103 -- searchable only, see above
+        for directory in (self.rootfs, self.upper, self.work, self.etc):
+            directory.mkdir()
+        os.chmod(self.work, 0o700)
+        # what the container sees as its / and the parent of its /etc files
+        os.chmod(self.upper, 0o755)  # noqa: S103
+        os.chmod(self.etc, 0o755)  # noqa: S103
+        if id_mapping is not None:
+            os.chown(self.upper, id_mapping.host_uid, id_mapping.host_gid)
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        _write_atomic(self.config, json.dumps(config, indent=2, sort_keys=True) + "\n", 0o600)
+
+    def read_config(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.config.read_text())
+        return data
+
+    def write_etc(self, *, hostname: str, hosts: str, resolv_conf: str) -> None:
+        """The container's ``/etc/hostname``, ``/etc/hosts`` and ``/etc/resolv.conf``."""
+        _write_atomic(self.etc / "hostname", hostname.rstrip("\n") + "\n", 0o644)
+        _write_atomic(self.etc / "hosts", hosts, 0o644)
+        _write_atomic(self.etc / "resolv.conf", resolv_conf, 0o644)
+
+    def write_exit(self, record: ExitRecord) -> None:
+        data = {"exit_code": record.code, "started": record.started, "error": record.error}
+        _write_atomic(self.exit_file, json.dumps(data) + "\n", 0o644)
+
+    def read_exit(self) -> ExitRecord | None:
+        try:
+            data = json.loads(self.exit_file.read_text())
+        except FileNotFoundError:
+            return None
+        code = data.get("exit_code")
+        return ExitRecord(
+            code=code if isinstance(code, int) else None,
+            started=bool(data.get("started")),
+            error=str(data.get("error") or ""),
+        )
+
+    def remove(self) -> None:
+        """Delete the directory; refused while its root filesystem is still mounted."""
+        if self.rootfs.exists() and mounted_at(self.rootfs):
+            raise RuntimeFailure(
+                f"container directory {self.path}: its root filesystem is still mounted;"
+                " unmount it before removing the directory"
+            )
+        shutil.rmtree(self.path, ignore_errors=False)
+
+
+def default_hosts(hostname: str) -> str:
+    """An ``/etc/hosts`` naming localhost and the container itself."""
+    return (
+        f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+    )
+
+
+def _write_atomic(path: Path, text: str, mode: int) -> None:
+    fd, staged = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(staged, mode)
+        os.replace(staged, path)
+    except BaseException:
+        Path(staged).unlink(missing_ok=True)
+        raise

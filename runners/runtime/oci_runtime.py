@@ -1,0 +1,402 @@
+"""Running containers with an OCI runtime (runc by default, crun on request).
+
+:class:`RuntimeCommands` only *returns* argv lists; :class:`RuncRuntime` runs them. Each
+container runs as ``runc run`` (foreground) under its own supervisor process
+(:mod:`runners.runtime.shim`), which outlives the agent, captures the output into capped
+log files and records the exit code: runc itself forgets a container, and its exit
+status, once the process is gone. Everything :meth:`RuncRuntime.status` needs is in the
+container's directory and ``/proc``, so an agent re-adopts its containers after a
+restart by asking for their status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from runners.errors import RuntimeFailure, SubprocessError
+from runners.runtime import hybrid, shim
+from runners.runtime.bundle import ContainerDir
+
+_CONTAINER_ID = re.compile(r"^[\w+.-]{1,128}$")
+_GONE = ("does not exist", "not exist", "not running", "container not found", "no such")
+
+
+class ContainerNotRunning(RuntimeFailure):
+    """A signal was meant for a container whose process is already gone."""
+
+
+class ContainerState(enum.Enum):
+    """Where a container is in its life, as observed (never as remembered)."""
+
+    CREATING = "creating"  # the supervisor runs; the runtime has not reported a pid yet
+    RUNNING = "running"
+    STOPPING = "stopping"  # the process is gone; the supervisor is recording its exit
+    STOPPED = "stopped"
+    ABSENT = "absent"  # never started here
+
+
+@dataclass(frozen=True)
+class ContainerStatus:
+    """An observation of one container.
+
+    ``exit_code`` is 128+N when signal N ended it, ``None`` while it runs or when the
+    supervisor died before recording it; ``started`` says the runtime reported a pid.
+    """
+
+    id: str
+    state: ContainerState
+    pid: int | None = None
+    exit_code: int | None = None
+    started: bool = False
+
+
+class ContainerRuntime(Protocol):
+    """Starts, observes, signals and removes containers from prepared directories."""
+
+    def start(self, container_id: str, bundle: ContainerDir) -> ContainerStatus: ...
+
+    def status(self, container_id: str, bundle: ContainerDir) -> ContainerStatus: ...
+
+    def kill(self, container_id: str, sig: int) -> None: ...
+
+    def wait(self, container_id: str, bundle: ContainerDir, timeout: float) -> ContainerStatus: ...
+
+    def stop(
+        self, container_id: str, bundle: ContainerDir, sig: int = ..., timeout: float = ...
+    ) -> ContainerStatus: ...
+
+    def delete(self, container_id: str, bundle: ContainerDir) -> None: ...
+
+
+@dataclass(frozen=True)
+class RuntimeCommands:
+    """The argv of each runtime operation; no I/O (tests pin them exactly).
+
+    ``root`` is the runtime's state directory (``--root``); ``prefix`` runs the runtime
+    through a wrapper, e.g. the hybrid-cgroup work-around crun needs.
+    """
+
+    binary: str = "runc"
+    root: str | None = None
+    prefix: tuple[str, ...] = ()
+
+    @classmethod
+    def crun(
+        cls, root: str | None = None, *, hybrid_cgroups: bool, python: str = sys.executable
+    ) -> RuntimeCommands:
+        """crun; on a hybrid-cgroup host it runs inside :mod:`runners.runtime.hybrid`."""
+        prefix = (python, "-m", hybrid.MODULE) if hybrid_cgroups else ()
+        return cls(binary="crun", root=root, prefix=prefix)
+
+    def _base(self) -> list[str]:
+        argv = [*self.prefix, self.binary]
+        if self.root is not None:
+            argv += ["--root", self.root]
+        return argv
+
+    def run(self, container_id: str, bundle: str, pid_file: str, log_file: str) -> list[str]:
+        return [
+            *self._base(),
+            "--log",
+            log_file,
+            "--log-format",
+            "json",
+            "run",
+            "--bundle",
+            bundle,
+            "--pid-file",
+            pid_file,
+            container_id,
+        ]
+
+    def state(self, container_id: str) -> list[str]:
+        return [*self._base(), "state", container_id]
+
+    def kill(self, container_id: str, sig: int) -> list[str]:
+        return [*self._base(), "kill", container_id, str(int(sig))]
+
+    def delete(self, container_id: str) -> list[str]:
+        return [*self._base(), "delete", "--force", container_id]
+
+    def list(self) -> list[str]:
+        return [*self._base(), "list", "--format", "json"]
+
+
+class RuncRuntime:
+    """:class:`ContainerRuntime` over the ``runc`` (or ``crun``) command line."""
+
+    def __init__(
+        self,
+        commands: RuntimeCommands | None = None,
+        *,
+        python: str = sys.executable,
+        max_log_bytes: int = shim.DEFAULT_MAX_LOG_BYTES,
+        start_timeout: float = 30.0,
+        kill_timeout: float = 10.0,
+        poll_interval: float = 0.01,
+    ) -> None:
+        if max_log_bytes < 1:
+            raise RuntimeFailure(f"max_log_bytes must be positive (got {max_log_bytes})")
+        self.commands = commands or RuntimeCommands()
+        self.python = python
+        self.max_log_bytes = max_log_bytes
+        self.start_timeout = start_timeout
+        self.kill_timeout = kill_timeout
+        self.poll_interval = poll_interval
+
+    def start(self, container_id: str, bundle: ContainerDir) -> ContainerStatus:
+        """Start the container of ``bundle``; return once it runs (or already ended).
+
+        Raises :class:`SubprocessError` with the runtime's own error when it could not
+        create the container.
+        """
+        _check_id(container_id)
+        if bundle.shim_pid.exists() or bundle.exit_file.exists():
+            raise RuntimeFailure(
+                f"container {container_id}: {bundle.path} was already started; delete the"
+                " container and prepare a fresh directory to run it again"
+            )
+        runtime_argv = self.commands.run(
+            container_id, str(bundle.path), str(bundle.container_pid), str(bundle.runtime_log)
+        )
+        argv = [
+            self.python,
+            "-m",
+            shim.MODULE,
+            "--dir",
+            str(bundle.path),
+            "--max-log-bytes",
+            str(self.max_log_bytes),
+            "--",
+            *runtime_argv,
+        ]
+        with open(bundle.shim_log, "ab") as log:
+            try:
+                result = subprocess.run(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    start_new_session=True,
+                    timeout=self.start_timeout,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise RuntimeFailure(
+                    f"container {container_id}: the supervisor did not report within"
+                    f" {self.start_timeout}s; see {bundle.shim_log}"
+                ) from exc
+        if result.returncode != 0:
+            raise SubprocessError(argv, result.returncode, _tail(bundle.shim_log))
+        status = self._await(container_id, bundle, self.start_timeout, until_running=True)
+        if status.state is ContainerState.STOPPED and not status.started:
+            record = bundle.read_exit()
+            detail = (
+                (record.error if record else "")
+                or _runtime_errors(bundle)
+                or _tail(bundle.stderr_log)
+            )
+            raise SubprocessError(
+                runtime_argv, status.exit_code if status.exit_code is not None else -1, detail
+            )
+        if status.state not in (ContainerState.RUNNING, ContainerState.STOPPED):
+            raise RuntimeFailure(
+                f"container {container_id}: no pid and no exit within {self.start_timeout}s;"
+                f" see {bundle.runtime_log} and {bundle.shim_log}"
+            )
+        return status
+
+    def status(self, container_id: str, bundle: ContainerDir) -> ContainerStatus:
+        """Observe the container from its directory and ``/proc`` (no runtime call)."""
+        record = bundle.read_exit()
+        if record is not None:
+            return ContainerStatus(
+                container_id, ContainerState.STOPPED, exit_code=record.code, started=record.started
+            )
+        pid = _read_pid(bundle.container_pid)
+        if pid is not None and _is_container_process(pid, bundle):
+            return ContainerStatus(container_id, ContainerState.RUNNING, pid=pid, started=True)
+        shim_pid = _read_pid(bundle.shim_pid)
+        if shim_pid is not None and _is_supervisor(shim_pid, bundle):
+            state = ContainerState.CREATING if pid is None else ContainerState.STOPPING
+            return ContainerStatus(container_id, state, started=pid is not None)
+        if shim_pid is None:
+            return ContainerStatus(container_id, ContainerState.ABSENT)
+        # The supervisor died without recording an exit (killed, host rebooted): the
+        # container is gone too, but how it ended is unknown.
+        return ContainerStatus(container_id, ContainerState.STOPPED, started=pid is not None)
+
+    def kill(self, container_id: str, sig: int) -> None:
+        """Send ``sig`` to the container's init process."""
+        _check_id(container_id)
+        argv = self.commands.kill(container_id, sig)
+        result = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            if _is_gone(result.stderr):
+                raise ContainerNotRunning(
+                    f"container {container_id} is not running (signal {sig} not sent)"
+                )
+            raise SubprocessError(argv, result.returncode, result.stderr)
+
+    def wait(self, container_id: str, bundle: ContainerDir, timeout: float) -> ContainerStatus:
+        """Wait up to ``timeout`` seconds for the container to stop; return what is seen last."""
+        return self._await(container_id, bundle, timeout, until_running=False)
+
+    def stop(
+        self,
+        container_id: str,
+        bundle: ContainerDir,
+        sig: int = signal.SIGTERM,
+        timeout: float = 10.0,
+    ) -> ContainerStatus:
+        """Send ``sig`` (the image's stop signal), wait ``timeout`` s, then SIGKILL."""
+        status = self.status(container_id, bundle)
+        if status.state is ContainerState.CREATING:
+            status = self._await(container_id, bundle, self.start_timeout, until_running=True)
+        if status.state in (ContainerState.STOPPED, ContainerState.ABSENT):
+            return status
+        for signum, grace in ((sig, timeout), (signal.SIGKILL, self.kill_timeout)):
+            with contextlib.suppress(ContainerNotRunning):
+                self.kill(container_id, signum)
+            status = self.wait(container_id, bundle, grace)
+            if status.state is ContainerState.STOPPED:
+                return status
+        raise RuntimeFailure(
+            f"container {container_id} did not stop within {self.kill_timeout}s of SIGKILL"
+            f" (pid {status.pid}); it may be stuck in the kernel (D state)"
+        )
+
+    def delete(self, container_id: str, bundle: ContainerDir) -> None:
+        """Remove the runtime's record of the container, killing it if it still runs.
+
+        The container directory and its root filesystem mount are the caller's to remove.
+        """
+        _check_id(container_id)
+        argv = self.commands.delete(container_id)
+        result = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if result.returncode != 0 and not _is_gone(result.stderr):
+            raise SubprocessError(argv, result.returncode, result.stderr)
+        status = self.wait(container_id, bundle, self.kill_timeout)
+        deadline = time.monotonic() + self.kill_timeout
+        shim_pid = _read_pid(bundle.shim_pid)
+        while shim_pid is not None and _is_supervisor(shim_pid, bundle):
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(self.poll_interval)
+        else:
+            if status.state in (ContainerState.STOPPED, ContainerState.ABSENT):
+                return
+        raise RuntimeFailure(
+            f"container {container_id}: still {status.state.value} (supervisor pid {shim_pid})"
+            f" {self.kill_timeout}s after the runtime deleted it"
+        )
+
+    def list_ids(self) -> list[str]:
+        """Containers the runtime knows (running ones: ``runc run`` forgets stopped ones)."""
+        argv = self.commands.list()
+        result = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise SubprocessError(argv, result.returncode, result.stderr)
+        entries = json.loads(result.stdout or "null") or []
+        return sorted(str(entry["id"]) for entry in entries)
+
+    def _await(
+        self, container_id: str, bundle: ContainerDir, timeout: float, *, until_running: bool
+    ) -> ContainerStatus:
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status(container_id, bundle)
+            if status.state in (ContainerState.STOPPED, ContainerState.ABSENT):
+                return status
+            if until_running and status.state is ContainerState.RUNNING:
+                return status
+            if time.monotonic() >= deadline:
+                return status
+            time.sleep(self.poll_interval)
+
+
+def _check_id(container_id: str) -> None:
+    if not _CONTAINER_ID.match(container_id):
+        raise RuntimeFailure(
+            f"container id {container_id!r}: use 1-128 letters, digits, '_', '+', '.' or '-'"
+        )
+
+
+def _is_gone(stderr: str) -> bool:
+    text = stderr.lower()
+    return any(marker in text for marker in _GONE)
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _proc_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def _is_container_process(pid: int, bundle: ContainerDir) -> bool:
+    # A pid from a file may have been reused by an unrelated process; the container's
+    # own process sits in the cgroup the spec named.
+    if not _proc_alive(pid):
+        return False
+    try:
+        cgroups_path = str(bundle.read_config()["linux"]["cgroupsPath"])
+        membership = Path(f"/proc/{pid}/cgroup").read_text()
+    except (FileNotFoundError, KeyError, ProcessLookupError):
+        return False
+    wanted = cgroups_path if cgroups_path.startswith("/") else f"/{cgroups_path}"
+    return any(line.rsplit(":", 1)[-1].endswith(wanted) for line in membership.splitlines())
+
+
+def _is_supervisor(pid: int, bundle: ContainerDir) -> bool:
+    if not _proc_alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return shim.MODULE.encode() in cmdline and str(bundle.path).encode() in cmdline
+
+
+def _runtime_errors(bundle: ContainerDir) -> str:
+    """The error messages of the runtime's JSON log (runc and crun both write ``msg``)."""
+    messages = []
+    try:
+        lines = bundle.runtime_log.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return ""
+    for line in lines[-50:]:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            messages.append(line)
+            continue
+        if isinstance(entry, dict) and entry.get("level") in ("error", "fatal", "warning"):
+            messages.append(str(entry.get("msg", "")))
+    return "\n".join(messages)
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return ""

@@ -1,0 +1,187 @@
+"""The per-container supervisor: runs the OCI runtime in the foreground and outlives the agent.
+
+    python -m runners.runtime.shim --dir CONTAINER_DIR [--max-log-bytes N] -- RUNTIME ARGV...
+
+The process the agent starts forks once: the child becomes the supervisor in a session
+of its own, the parent prints the child's pid and exits as soon as the runtime is
+running. The supervisor is therefore re-parented to init and survives an agent restart;
+the agent re-adopts the container from the files in its directory.
+
+The supervisor copies the container's stdout and stderr into size-capped log files and,
+when ``runc run`` returns (with the container's exit status), writes ``exit.json``; it
+is the only place an exit code can come from, since runc forgets a container once its
+process is gone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from runners.runtime.bundle import ContainerDir, ExitRecord
+
+DEFAULT_MAX_LOG_BYTES = 10 << 20
+_CHUNK = 1 << 16
+# the marker a supervisor's command line carries; the agent checks it before trusting a pid
+MODULE = "runners.runtime.shim"
+
+
+class CappedLog:
+    """An append-only log file rotated to ``NAME.1`` before it would pass ``max_bytes``.
+
+    At most two files of at most ``max_bytes`` each exist, so a chatty container never
+    fills the host's disk; a write that does not fit a fresh file is split.
+    """
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        if max_bytes < 1:
+            raise ValueError(f"log cap for {path} must be at least 1 byte (got {max_bytes})")
+        self.path = path
+        self.max_bytes = max_bytes
+        self._file = open(path, "ab")  # noqa: SIM115 -- lives as long as the container
+        self._size = self._file.tell()
+
+    def write(self, data: bytes) -> None:
+        while data:
+            if self._size and self._size + len(data) > self.max_bytes:
+                self._rotate()
+            part, data = data[: self.max_bytes], data[self.max_bytes :]
+            self._file.write(part)
+            self._size += len(part)
+        self._file.flush()
+
+    def _rotate(self) -> None:
+        self._file.close()
+        os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+        self._file = open(self.path, "ab")  # noqa: SIM115
+        self._size = 0
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m {MODULE}")
+    parser.add_argument("--dir", required=True, type=Path)
+    parser.add_argument("--max-log-bytes", type=int, default=DEFAULT_MAX_LOG_BYTES)
+    parser.add_argument("runtime", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    runtime = args.runtime[1:] if args.runtime[:1] == ["--"] else args.runtime
+    if not runtime:
+        parser.error("the runtime command is missing after --")
+
+    ready_read, ready_write = os.pipe()
+    child = os.fork()
+    if child:
+        os.close(ready_write)
+        message = _read_all(ready_read)
+        if message.startswith(b"ok"):
+            print(child, flush=True)
+            return 0
+        sys.stderr.write(
+            message.decode(errors="replace") or "the supervisor died before starting\n"
+        )
+        return 1
+
+    os.close(ready_read)
+    code = 1
+    try:
+        os.setsid()
+        os.chdir("/")
+        _detach_stdio()
+        code = supervise(ContainerDir(args.dir), runtime, args.max_log_bytes, ready_write)
+    except BaseException:
+        traceback.print_exc()
+        _report(ready_write, b"supervisor failed: " + traceback.format_exc().encode())
+    os._exit(code)
+
+
+def supervise(container: ContainerDir, runtime: list[str], max_log_bytes: int, ready: int) -> int:
+    """Run ``runtime`` to completion, logging its output and recording how it ended."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        # a Python handler, not SIG_IGN: ignored dispositions would be inherited through
+        # exec by the runtime and the container, which must still die of SIGTERM
+        signal.signal(sig, _ignore)
+    container.shim_pid.write_text(f"{os.getpid()}\n")
+    stdout = CappedLog(container.stdout_log, max_log_bytes)
+    stderr = CappedLog(container.stderr_log, max_log_bytes)
+    try:
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        try:
+            proc = subprocess.Popen(
+                runtime, stdin=subprocess.DEVNULL, stdout=out_write, stderr=err_write
+            )
+        except OSError as exc:
+            container.write_exit(ExitRecord(code=127, started=False, error=f"{runtime[0]}: {exc}"))
+            _report(ready, b"ok")
+            return 0
+        finally:
+            os.close(out_write)
+            os.close(err_write)
+        _report(ready, b"ok")
+        _copy({out_read: stdout, err_read: stderr})
+        code = proc.wait()
+    finally:
+        stdout.close()
+        stderr.close()
+    container.write_exit(ExitRecord(code=code, started=container.container_pid.exists()))
+    return 0
+
+
+def _copy(streams: dict[int, CappedLog]) -> None:
+    with selectors.DefaultSelector() as selector:
+        for fd in streams:
+            selector.register(fd, selectors.EVENT_READ)
+        open_fds = set(streams)
+        while open_fds:
+            for key, _ in selector.select():
+                fd = int(key.fd)
+                data = os.read(fd, _CHUNK)
+                if data:
+                    streams[fd].write(data)
+                else:
+                    selector.unregister(fd)
+                    os.close(fd)
+                    open_fds.discard(fd)
+
+
+def _detach_stdio() -> None:
+    # stdout is the pipe the agent reads our pid from; holding it would keep the agent
+    # waiting for EOF for as long as the container runs. stderr (shim.log) stays.
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+
+
+def _report(fd: int, message: bytes) -> None:
+    try:
+        os.write(fd, message)
+        os.close(fd)
+    except OSError:
+        pass  # already reported and closed
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 4096):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    """Survive the signals meant for the agent's process group; stop goes through runc."""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,455 @@
+"""Safe layer unpacking: an OCI layer tar becomes a directory overlayfs can stack.
+
+The tar is read as a stream (never whole in memory) and written into a staging
+directory next to the destination, which is renamed into place only when every entry
+was accepted, so a half-unpacked layer is never visible. Entries are refused with
+:class:`LayerError` when they could write outside the layer:
+
+- absolute names and names with ``..``;
+- entries below a symlink (every write walks its parents with ``O_NOFOLLOW``);
+- hard links whose target is outside the layer or missing;
+- symlinks whose target, followed on the host, climbs above the layer root
+  (absolute targets are fine: in the container they start at its root);
+- character and block devices and FIFOs, unless ``allow_devices`` is set.
+
+OCI whiteouts become overlayfs whiteouts: ``.wh.NAME`` a 0:0 character device, and
+``.wh..wh..opq`` the ``trusted.overlay.opaque=y`` attribute on its directory. Owners are
+shifted by ``uid_shift``/``gid_shift`` for user-namespaced containers; modes (setuid
+included), mtimes, hard links and ``security.capability`` attributes are kept.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from runners.errors import DigestError, LayerError
+from runners.oci.digest import Digest
+from runners.runtime import confined
+from runners.runtime.compression import CHUNK, Compression, LayerStream, Readable
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_WHITEOUT = ".wh..wh..opq"
+OPAQUE_XATTR = "trusted.overlay.opaque"
+CAPABILITY_XATTR = "security.capability"
+_PAX_CAPABILITY = "SCHILY.xattr." + CAPABILITY_XATTR
+
+# Ids a user namespace maps by default: container ids 0..65535.
+DEFAULT_ID_RANGE = 65536
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+# struct vfs_ns_cap_data / vfs_cap_data revisions (linux/capability.h)
+_CAP_REVISION_MASK = 0xFF000000
+_CAP_REVISION_2 = 0x02000000
+_CAP_REVISION_3 = 0x03000000
+_CAP_V2_SIZE = 20
+_CAP_V3_SIZE = 24
+
+
+@dataclass(frozen=True)
+class UnpackOptions:
+    """How a layer is unpacked: owner shift for user namespaces, allowed entry types."""
+
+    uid_shift: int = 0
+    gid_shift: int = 0
+    # With a shift, owners must fall inside the ids the container's user namespace maps.
+    id_range: int = DEFAULT_ID_RANGE
+    allow_devices: bool = False
+    compression: Compression = Compression.AUTO
+
+    @property
+    def shifted(self) -> bool:
+        return self.uid_shift != 0 or self.gid_shift != 0
+
+
+@dataclass(frozen=True)
+class UnpackResult:
+    """Where a layer was unpacked and what its bytes hashed to."""
+
+    path: Path
+    diff_id: Digest
+    blob_digest: Digest
+    blob_size: int
+    size: int
+    entries: int
+
+
+def unpack_layer(
+    blob: Readable,
+    dest: Path,
+    options: UnpackOptions | None = None,
+    *,
+    expect: Digest | None = None,
+) -> UnpackResult:
+    """Unpack the layer ``blob`` into ``dest`` atomically.
+
+    ``expect``, when given, must equal the layer's diff id or its blob digest, or the
+    staged copy is discarded and :class:`DigestError` raised. When another process
+    renamed the same layer into ``dest`` first, its copy is kept and ours discarded.
+    """
+    options = options or UnpackOptions()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    try:
+        with LayerStream(blob, options.compression) as stream:
+            entries = _Extractor(staging, options).extract(stream.tar)
+            stream.finish()
+        if expect is not None and expect not in (stream.diff_id, stream.blob_digest):
+            raise DigestError(
+                f"layer {expect}: unpacked content has diff id {stream.diff_id} and blob digest"
+                f" {stream.blob_digest}, neither matches; the blob is corrupt or mislabelled"
+            )
+        _publish(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return UnpackResult(
+        path=dest,
+        diff_id=stream.diff_id,
+        blob_digest=stream.blob_digest,
+        blob_size=stream.blob_size,
+        size=stream.size,
+        entries=entries,
+    )
+
+
+def _publish(staging: Path, dest: Path) -> None:
+    try:
+        os.rename(staging, dest)
+    except OSError as exc:
+        if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not dest.is_dir():
+            raise
+        # Someone else published the same content first; theirs is as good as ours.
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def shift_capability(value: bytes, rootid: int) -> bytes:
+    """A ``security.capability`` value that applies inside a user namespace rooted at ``rootid``.
+
+    Version 2 values only apply where host root is root; version 3 carries the owning
+    root id, so a shifted container's root (host uid ``rootid``) gets the capabilities.
+    """
+    if rootid == 0 or len(value) < 4:
+        return value
+    magic = int.from_bytes(value[:4], "little")
+    revision = magic & _CAP_REVISION_MASK
+    if revision == _CAP_REVISION_2 and len(value) == _CAP_V2_SIZE:
+        header = (_CAP_REVISION_3 | (magic & ~_CAP_REVISION_MASK)).to_bytes(4, "little")
+        return header + value[4:] + rootid.to_bytes(4, "little")
+    if revision == _CAP_REVISION_3 and len(value) == _CAP_V3_SIZE:
+        inner = int.from_bytes(value[20:24], "little")
+        return value[:20] + (inner + rootid).to_bytes(4, "little")
+    return value
+
+
+class _Extractor:
+    """Writes one tar stream's entries below ``root`` (see the module docstring)."""
+
+    def __init__(self, root: Path, options: UnpackOptions) -> None:
+        self.root = root
+        self.options = options
+        self.root_uid = options.uid_shift
+        self.root_gid = options.gid_shift
+        self.dir_times: list[tuple[tuple[str, ...], int]] = []
+        self.symlinks: list[tuple[tuple[str, ...], str]] = []
+        self.whiteouts: set[tuple[str, ...]] = set()
+        self.root_seen = False
+        self.entries = 0
+        self.root_fd = -1
+
+    def extract(self, stream: IO[bytes]) -> int:
+        self.root_fd = os.open(self.root, _DIR_FLAGS)
+        try:
+            try:
+                with tarfile.open(fileobj=stream, mode="r|") as tar:
+                    for member in tar:
+                        self.entries += 1
+                        self._entry(tar, member)
+            except tarfile.TarError as exc:
+                raise LayerError(
+                    f"layer tar is corrupt after {self.entries} entries: {exc}"
+                ) from exc
+            self._check_symlinks()
+            if not self.root_seen:
+                os.fchown(self.root_fd, self.root_uid, self.root_gid)
+                os.fchmod(self.root_fd, 0o755)
+            self._apply_dir_times()
+        finally:
+            os.close(self.root_fd)
+        return self.entries
+
+    # -- one entry -------------------------------------------------------------------
+
+    def _entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        try:
+            self._write_entry(tar, member)
+        except OSError as exc:
+            # a full disk or a read-only file system, not a bad layer; still name the entry
+            raise LayerError(f"layer entry {member.name!r}: could not write it: {exc}") from exc
+
+    def _write_entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        name = member.name
+        parts = confined.member_parts(name)
+        if not parts:
+            self._root_entry(member)
+            return
+        if parts[-1].startswith(WHITEOUT_PREFIX):
+            self._whiteout(parts, name)
+            return
+        uid, gid = self._owner(member)
+        parent = self._parent(parts[:-1], name)
+        try:
+            if member.isdir():
+                self._directory(parent, parts, member, uid, gid)
+            elif member.isreg():
+                self._file(parent, parts, tar, member, uid, gid)
+            elif member.issym():
+                self._symlink(parent, parts, member, uid, gid)
+            elif member.islnk():
+                self._hardlink(parent, parts, member)
+            elif member.ischr() or member.isblk() or member.isfifo():
+                self._device(parent, parts, member, uid, gid)
+            else:
+                raise LayerError(
+                    f"layer entry {name!r}: unsupported tar entry type {member.type!r}"
+                )
+        finally:
+            os.close(parent)
+
+    def _owner(self, member: tarfile.TarInfo) -> tuple[int, int]:
+        uid, gid = member.uid, member.gid
+        if self.options.shifted and (uid >= self.options.id_range or gid >= self.options.id_range):
+            raise LayerError(
+                f"layer entry {member.name!r}: owner {uid}:{gid} is outside the"
+                f" {self.options.id_range} ids mapped into user-namespaced containers"
+            )
+        return uid + self.options.uid_shift, gid + self.options.gid_shift
+
+    def _parent(self, parts: tuple[str, ...], name: str) -> int:
+        for depth in range(1, len(parts) + 1):
+            if parts[:depth] in self.whiteouts:
+                self._whiteout_to_directory(parts[:depth], name)
+        return confined.make_dirs(
+            self.root_fd, parts, entry=name, uid=self.root_uid, gid=self.root_gid
+        )
+
+    def _whiteout_to_directory(self, parts: tuple[str, ...], name: str) -> None:
+        # A later entry of this layer needs a directory where it whited out a lower one:
+        # the lower directory stays hidden, so the new one is opaque.
+        parent = confined.make_dirs(
+            self.root_fd, parts[:-1], entry=name, uid=self.root_uid, gid=self.root_gid
+        )
+        try:
+            os.unlink(parts[-1], dir_fd=parent)
+            self.whiteouts.discard(parts)
+            fd = confined.make_dirs(
+                parent, parts[-1:], entry=name, uid=self.root_uid, gid=self.root_gid
+            )
+            try:
+                os.setxattr(fd, OPAQUE_XATTR, b"y")
+            finally:
+                os.close(fd)
+        finally:
+            os.close(parent)
+
+    def _make_room(self, parent: int, parts: tuple[str, ...], *, keep_dir: bool) -> bool:
+        """Remove what is at ``parts`` (a later tar entry wins); True when a dir was kept."""
+        self.whiteouts.discard(parts)
+        try:
+            info = os.lstat(parts[-1], dir_fd=parent)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISDIR(info.st_mode):
+            if keep_dir:
+                return True
+            shutil.rmtree(parts[-1], dir_fd=parent)
+        else:
+            os.unlink(parts[-1], dir_fd=parent)
+        return False
+
+    # -- entry types -----------------------------------------------------------------
+
+    def _root_entry(self, member: tarfile.TarInfo) -> None:
+        if not member.isdir():
+            raise LayerError(f"layer entry {member.name!r}: the layer root must be a directory")
+        uid, gid = self._owner(member)
+        os.fchown(self.root_fd, uid, gid)
+        os.fchmod(self.root_fd, member.mode & 0o7777)
+        self.root_seen = True
+        self.dir_times.append(((), _mtime_ns(member)))
+
+    def _directory(
+        self, parent: int, parts: tuple[str, ...], member: tarfile.TarInfo, uid: int, gid: int
+    ) -> None:
+        was_whiteout = parts in self.whiteouts
+        if not self._make_room(parent, parts, keep_dir=True):
+            os.mkdir(parts[-1], 0o700, dir_fd=parent)
+        fd = os.open(parts[-1], _DIR_FLAGS, dir_fd=parent)
+        try:
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, member.mode & 0o7777)
+            if was_whiteout:
+                os.setxattr(fd, OPAQUE_XATTR, b"y")
+        finally:
+            os.close(fd)
+        self.dir_times.append((parts, _mtime_ns(member)))
+
+    def _file(
+        self,
+        parent: int,
+        parts: tuple[str, ...],
+        tar: tarfile.TarFile,
+        member: tarfile.TarInfo,
+        uid: int,
+        gid: int,
+    ) -> None:
+        self._make_room(parent, parts, keep_dir=False)
+        base = parts[-1]
+        source = tar.extractfile(member)
+        fd = os.open(base, _NEW_FILE_FLAGS, 0o600, dir_fd=parent)
+        try:
+            if source is not None:
+                with source, open(fd, "wb", closefd=False) as out:
+                    shutil.copyfileobj(source, out, CHUNK)
+            # chown clears setuid bits and file capabilities: owner first, then the rest.
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, member.mode & 0o7777)
+            capability = member.pax_headers.get(_PAX_CAPABILITY)
+            if capability is not None:
+                raw = capability.encode("utf-8", "surrogateescape")
+                os.setxattr(fd, CAPABILITY_XATTR, shift_capability(raw, self.options.uid_shift))
+            mtime = _mtime_ns(member)
+            os.utime(fd, ns=(mtime, mtime))
+        finally:
+            os.close(fd)
+
+    def _symlink(
+        self, parent: int, parts: tuple[str, ...], member: tarfile.TarInfo, uid: int, gid: int
+    ) -> None:
+        if not member.linkname:
+            raise LayerError(f"layer entry {member.name!r}: symlink with an empty target")
+        self._make_room(parent, parts, keep_dir=False)
+        os.symlink(member.linkname, parts[-1], dir_fd=parent)
+        os.chown(parts[-1], uid, gid, dir_fd=parent, follow_symlinks=False)
+        mtime = _mtime_ns(member)
+        os.utime(parts[-1], ns=(mtime, mtime), dir_fd=parent, follow_symlinks=False)
+        self.symlinks.append((parts, member.linkname))
+
+    def _hardlink(self, parent: int, parts: tuple[str, ...], member: tarfile.TarInfo) -> None:
+        label = f"layer entry {member.name!r}: hard link to {member.linkname!r}"
+        try:
+            target = confined.member_parts(member.linkname)
+        except LayerError as exc:
+            raise LayerError(f"{label} refused: its target is outside the layer") from exc
+        if not target or target == parts:
+            raise LayerError(f"{label} refused: it links to the layer root or to itself")
+        try:
+            target_parent = confined.open_dir(self.root_fd, target[:-1], entry=member.name)
+        except FileNotFoundError as exc:
+            raise LayerError(f"{label}: the target is not an earlier entry of the layer") from exc
+        try:
+            try:
+                info = os.lstat(target[-1], dir_fd=target_parent)
+            except FileNotFoundError as exc:
+                raise LayerError(
+                    f"{label}: the target is not an earlier entry of the layer"
+                ) from exc
+            if stat.S_ISDIR(info.st_mode):
+                raise LayerError(f"{label} refused: the target is a directory")
+            self._make_room(parent, parts, keep_dir=False)
+            os.link(
+                target[-1],
+                parts[-1],
+                src_dir_fd=target_parent,
+                dst_dir_fd=parent,
+                follow_symlinks=False,
+            )
+            if stat.S_ISLNK(info.st_mode):
+                # the same link text may climb out from its new, shallower place
+                self.symlinks.append((parts, os.readlink(target[-1], dir_fd=target_parent)))
+        finally:
+            os.close(target_parent)
+
+    def _device(
+        self, parent: int, parts: tuple[str, ...], member: tarfile.TarInfo, uid: int, gid: int
+    ) -> None:
+        base = parts[-1]
+        kind = "FIFO" if member.isfifo() else "device node"
+        if not self.options.allow_devices:
+            raise LayerError(
+                f"layer entry {member.name!r}: {kind} refused (device nodes and FIFOs are not"
+                " allowed in layers unless unpacked with allow_devices=True)"
+            )
+        self._make_room(parent, parts, keep_dir=False)
+        kind_bits = stat.S_IFIFO if member.isfifo() else stat.S_IFCHR
+        if member.isblk():
+            kind_bits = stat.S_IFBLK
+        device = os.makedev(member.devmajor, member.devminor)
+        os.mknod(base, kind_bits | 0o600, device, dir_fd=parent)
+        os.chown(base, uid, gid, dir_fd=parent, follow_symlinks=False)
+        os.chmod(base, member.mode & 0o7777, dir_fd=parent)
+        mtime = _mtime_ns(member)
+        os.utime(base, ns=(mtime, mtime), dir_fd=parent, follow_symlinks=False)
+
+    def _whiteout(self, parts: tuple[str, ...], name: str) -> None:
+        base = parts[-1]
+        parent = self._parent(parts[:-1], name)
+        try:
+            if base == OPAQUE_WHITEOUT:
+                os.setxattr(parent, OPAQUE_XATTR, b"y")
+                return
+            if base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
+                return  # aufs bookkeeping (.wh..wh.plnk and friends): nothing to hide
+            hidden = base[len(WHITEOUT_PREFIX) :]
+            if hidden in ("", ".", ".."):
+                raise LayerError(f"layer entry {name!r}: a whiteout must name an entry")
+            try:
+                os.lstat(hidden, dir_fd=parent)
+            except FileNotFoundError:
+                pass
+            else:
+                return  # a whiteout hides lower layers only; this layer's entry stays
+            os.mknod(hidden, stat.S_IFCHR, os.makedev(0, 0), dir_fd=parent)
+            self.whiteouts.add((*parts[:-1], hidden))
+        finally:
+            os.close(parent)
+
+    # -- after the last entry --------------------------------------------------------
+
+    def _check_symlinks(self) -> None:
+        for parts, target in self.symlinks:
+            info = confined.lstat_at(self.root_fd, parts)
+            if info is None or not stat.S_ISLNK(info.st_mode):
+                continue  # replaced by a later entry
+            if confined.readlink_at(self.root_fd, parts) != target:
+                continue
+            reason = confined.escapes(self.root_fd, parts, target)
+            if reason is not None:
+                raise LayerError(
+                    f"layer entry {confined.display(parts)!r}: symlink refused: {reason}"
+                )
+
+    def _apply_dir_times(self) -> None:
+        # deepest first: setting a child's time does not touch its parent's
+        for parts, mtime in sorted(self.dir_times, key=lambda item: -len(item[0])):
+            try:
+                fd = confined.open_dir(self.root_fd, parts, entry=confined.display(parts))
+            except (FileNotFoundError, LayerError):
+                continue  # replaced by a later entry
+            try:
+                os.utime(fd, ns=(mtime, mtime))
+            finally:
+                os.close(fd)
+
+
+def _mtime_ns(member: tarfile.TarInfo) -> int:
+    return int(member.mtime * 1_000_000_000)

@@ -1,0 +1,66 @@
+"""A container's directory: layout, atomic state files, refusal to reuse or remove early."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from runners.errors import RuntimeFailure
+from runners.runtime.bundle import ContainerDir, ExitRecord, default_hosts
+
+pytestmark = pytest.mark.unit
+
+
+def test_layout_and_modes(tmp_path: Path) -> None:
+    bundle = ContainerDir(tmp_path / "c1")
+    bundle.create()
+    assert sorted(os.listdir(bundle.path)) == ["etc", "rootfs", "upper", "work"]
+    assert stat.S_IMODE(bundle.path.stat().st_mode) == 0o711
+    assert stat.S_IMODE(bundle.work.stat().st_mode) == 0o700
+    assert bundle.etc_files().hosts == str(tmp_path / "c1/etc/hosts")
+
+
+def test_a_directory_is_never_reused(tmp_path: Path) -> None:
+    ContainerDir(tmp_path / "c1").create()
+    with pytest.raises(RuntimeFailure, match="already exists"):
+        ContainerDir(tmp_path / "c1").create()
+
+
+def test_config_and_etc_files(tmp_path: Path) -> None:
+    bundle = ContainerDir(tmp_path / "c1")
+    bundle.create()
+    bundle.write_config({"ociVersion": "1.0.2", "hostname": "web-1"})
+    assert bundle.read_config() == {"ociVersion": "1.0.2", "hostname": "web-1"}
+    assert stat.S_IMODE(bundle.config.stat().st_mode) == 0o600
+    bundle.write_etc(
+        hostname="web-1", hosts=default_hosts("web-1"), resolv_conf="nameserver 10.0.0.1\n"
+    )
+    assert (bundle.etc / "hostname").read_text() == "web-1\n"
+    assert "127.0.1.1\tweb-1\n" in (bundle.etc / "hosts").read_text()
+    assert stat.S_IMODE((bundle.etc / "resolv.conf").stat().st_mode) == 0o644
+    # atomic writes leave no staging files behind
+    assert sorted(os.listdir(bundle.etc)) == ["hostname", "hosts", "resolv.conf"]
+
+
+def test_exit_record_round_trip(tmp_path: Path) -> None:
+    bundle = ContainerDir(tmp_path / "c1")
+    bundle.create()
+    assert bundle.read_exit() is None
+    bundle.write_exit(ExitRecord(code=137, started=True))
+    assert bundle.read_exit() == ExitRecord(code=137, started=True)
+    assert json.loads(bundle.exit_file.read_text()) == {
+        "exit_code": 137,
+        "started": True,
+        "error": "",
+    }
+
+
+def test_remove(tmp_path: Path) -> None:
+    bundle = ContainerDir(tmp_path / "c1")
+    bundle.create()
+    bundle.remove()
+    assert not bundle.path.exists()
