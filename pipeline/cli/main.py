@@ -23,6 +23,7 @@ from pipeline.cli.context import CLIContext
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "version": ("pipeline.cli.version", "version", "Show berth's version and its components'."),
     "config": ("pipeline.cli.config", "config", "Check service configs and app specs."),
+    "serve": ("pipeline.cli.serve", "serve", "Run the control plane (API, registry, health)."),
     "registry": ("pipeline.cli.registry", "registry", "Run or maintain the embedded OCI registry."),
     "image": ("pipeline.cli.image", "image", "Push, pull, inspect and list images in registries."),
 }
