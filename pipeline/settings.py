@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -574,9 +575,41 @@ def _selector_problems(
 # --- entry points ------------------------------------------------------------------
 
 
+def _raw_duplicate_names(data: object) -> list[tuple[KeyPath, str]]:
+    """Duplicate names found in the raw document, so that they are reported together with
+    problems in single values (the typed cross-checks run only on a valid document)."""
+    if not isinstance(data, dict):
+        return []
+    sections = {
+        "environments": "environment",
+        "apps": "app",
+        "api_tokens": "token",
+        "hosts": "host",
+    }
+    problems: list[tuple[KeyPath, str]] = []
+    for section, noun in sections.items():
+        items = data.get(section)
+        if not isinstance(items, list):
+            continue
+        named = tuple(
+            SimpleNamespace(name=item["name"])
+            for item in items
+            if isinstance(item, dict) and isinstance(item.get("name"), str)
+        )
+        if len(named) == len(items):
+            problems += _duplicates(named, section, noun)
+    return problems
+
+
 def settings_from_document(doc: YamlDocument, *, base_dir: Path | None = None) -> Settings:
     """Validate a loaded document as a service config; ConfigError lists every problem."""
-    settings = validate_document(Settings, doc, context={"base_dir": base_dir})
+    try:
+        settings = validate_document(Settings, doc, context={"base_dir": base_dir})
+    except ConfigError as exc:
+        extra = [doc.problem(path, message) for path, message in _raw_duplicate_names(doc.data)]
+        if not extra:
+            raise
+        raise ConfigError([*exc.problems, *extra]) from None
     problems = _cross_checks(settings)
     if problems:
         raise ConfigError([doc.problem(path, message) for path, message in problems])

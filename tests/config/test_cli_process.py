@@ -42,5 +42,7 @@ def test_a_broken_config_exits_1_with_every_problem(tmp_path: Path) -> None:
     assert result.stderr.splitlines() == [
         "berth.yml: environments/0/replicas: must be at least 1 (got -1)",
         "berth.yml: apps/demo: needs repo: (a git URL) or path: (a local repository)",
-        "error: 2 problems in berth.yml; fix them and run berth config check again",
+        'berth.yml: environments/1/name: duplicate environment name "dev" (also '
+        "environments/0); names must be unique",
+        "error: 3 problems in berth.yml; fix them and run berth config check again",
     ]
