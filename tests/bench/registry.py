@@ -14,6 +14,7 @@ Prints medians, throughput and ratios (berth / distribution) as markdown tables.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import subprocess
@@ -86,8 +87,7 @@ def skopeo_pull(port: int, repo: str, dest: Path) -> None:
     )
 
 
-def random_stream(size: int) -> Iterator[bytes]:
-    chunk = os.urandom(1 << 20)
+def repeated_stream(chunk: bytes, size: int) -> Iterator[bytes]:
     sent = 0
     while sent < size:
         piece = chunk[: min(len(chunk), size - sent)]
@@ -95,24 +95,24 @@ def random_stream(size: int) -> Iterator[bytes]:
         yield piece
 
 
-def big_upload(port: int, pid: int, size: int) -> tuple[int, int]:
-    """Upload ``size`` random bytes as one blob; return (peak RSS before, peak after) KiB.
-
-    The digest is not known in advance (the data is random), so the final PUT carries a
-    wrong digest on purpose; both registries must then refuse it, after having streamed
-    and hashed every byte — which is what this measures."""
+def big_upload(port: int, pid: int, chunk: bytes, size: int, digest: str) -> tuple[int, int, float]:
+    """Upload ``size`` bytes as one monolithic blob; return the server's peak RSS before
+    and after (KiB) and the seconds the upload took."""
     before = rss_kib(pid, "VmHWM")
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
-        start = client.post("/v2/big/blobs/uploads/")
-        location = start.headers["location"]
-        wrong = "sha256:" + "0" * 64
-        client.put(
-            location,
-            params={"digest": wrong},
-            content=random_stream(size),
-            headers={"content-type": "application/octet-stream"},
+        location = client.post("/v2/big/blobs/uploads/").headers["location"]
+        started = time.perf_counter()
+        # the session URL may carry state in its query (distribution's _state): keep it
+        separator = "&" if "?" in location else "?"
+        response = client.put(
+            f"{location}{separator}digest={digest}",
+            content=repeated_stream(chunk, size),
+            headers={"content-type": "application/octet-stream", "content-length": str(size)},
         )
-    return before, rss_kib(pid, "VmHWM")
+        took = time.perf_counter() - started
+    if response.status_code != 201:
+        raise RuntimeError(f"big upload answered {response.status_code}: {response.text[:300]}")
+    return before, rss_kib(pid, "VmHWM"), took
 
 
 def main() -> None:
@@ -125,8 +125,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="berth-bench-registry-"))
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        layout = work / "image"
-        write_oci_layout(layout, "bench", random_layer_size=args.size_mib << 20, seed=7)
+        # A new image every round: skopeo remembers where it saw a blob and would mount
+        # it from the previous round's repository instead of uploading it.
+        layouts = [work / f"image-{n}" for n in range(args.rounds)]
+        for seed, layout in enumerate(layouts):
+            write_oci_layout(layout, "bench", random_layer_size=args.size_mib << 20, seed=seed)
         ports = {"berth": free_port(), "distribution": free_port()}
         procs["berth"] = start_berth(work / "berth-root", ports["berth"])
         procs["distribution"] = start_distribution(work / "dist-root", ports["distribution"])
@@ -145,8 +148,8 @@ def main() -> None:
         }
         order = ["berth", "distribution"]
         with RegistryClient() as client:
-            source = OCILayout.open(layout)
-            for round_no in range(args.rounds):
+            for round_no, layout in enumerate(layouts):
+                source = OCILayout.open(layout)
                 for name in order:
                     port = ports[name]
                     repo = f"bench/r{round_no}"
@@ -178,11 +181,14 @@ def main() -> None:
         )
 
         big = int(args.big_gib * (1 << 30))
+        chunk = os.urandom(1 << 20)
+        hasher = hashlib.sha256()
+        for piece in repeated_stream(chunk, big):
+            hasher.update(piece)
+        digest = f"sha256:{hasher.hexdigest()}"
         mem_rows = []
         for name in ("berth", "distribution"):
-            start = time.perf_counter()
-            before, after = big_upload(ports[name], procs[name].pid, big)
-            took = time.perf_counter() - start
+            before, after, took = big_upload(ports[name], procs[name].pid, chunk, big, digest)
             mem_rows.append(
                 [
                     name,
