@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": ("pipeline.cli.serve", "serve", "Run the control plane (API, registry, health)."),
     "registry": ("pipeline.cli.registry", "registry", "Run or maintain the embedded OCI registry."),
     "image": ("pipeline.cli.image", "image", "Push, pull, inspect and list images in registries."),
+    "cluster": ("pipeline.cli.cluster", "cluster", "Simulate container hosts in namespaces."),
 }
 
 

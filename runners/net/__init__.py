@@ -1,0 +1,1 @@
+"""Host networking, split by noun; :mod:`runners.network` is the public face."""

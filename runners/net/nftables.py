@@ -1,0 +1,186 @@
+"""The host's nftables table: published ports (DNAT) and hairpin masquerade.
+
+Everything berth adds to a host's kernel rules lives in one table (``inet berth`` by
+default), so removing berth from a host is one ``delete table``. The text is produced
+by pure functions and applied with ``nft -f -`` as one transaction.
+
+Published ports are elements of the map ``published``
+(``protocol . host port : container address . container port``) so that publishing
+or unpublishing a port changes one element, never the chains. Two hooks consult it:
+``prerouting`` for connections arriving from other hosts and ``output`` for
+connections made on the host itself; both only for addresses local to the host, so
+traffic merely routed through the host to another host's port is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from typing import Literal
+
+from runners.errors import NetworkError, SubprocessError
+from runners.net.errors import InvalidNetworkInput
+from runners.net.namespaces import nsenter_argv
+
+Protocol = Literal["tcp", "udp"]
+DEFAULT_TABLE = "berth"
+MAP_NAME = "published"
+_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+
+
+@dataclass(frozen=True, order=True)
+class PublishedPort:
+    """Connections to the host's ``host_port`` go to ``container_ip:container_port``."""
+
+    protocol: Protocol
+    host_port: int
+    container_ip: IPv4Address
+    container_port: int
+
+    def __post_init__(self) -> None:
+        if self.protocol not in ("tcp", "udp"):
+            raise InvalidNetworkInput(f"protocol {self.protocol!r}: use tcp or udp")
+        for what, port in (("host port", self.host_port), ("container port", self.container_port)):
+            if not 1 <= port <= 65535:
+                raise InvalidNetworkInput(f"{what} {port}: must be between 1 and 65535")
+
+    @property
+    def key(self) -> str:
+        return f"{self.protocol} . {self.host_port}"
+
+    @property
+    def element(self) -> str:
+        return f"{self.key} : {self.container_ip} . {self.container_port}"
+
+
+def validate_table_name(name: str) -> str:
+    if not _TABLE_NAME.match(name):
+        raise InvalidNetworkInput(
+            f"nftables table {name!r}: use a letter then up to 31 letters, digits or '_'"
+        )
+    return name
+
+
+def render_nft_ruleset(
+    subnet: IPv4Network,
+    ports: Iterable[PublishedPort] = (),
+    *,
+    table: str = DEFAULT_TABLE,
+) -> str:
+    """The script that (re)creates the host's table with ``ports`` published.
+
+    It first declares and deletes the table, so applying it replaces whatever berth had
+    before in one transaction. ``subnet`` is the host's container subnet: a container
+    reaching a port published on its own host is masqueraded so replies come back the
+    way they went (hairpin).
+    """
+    validate_table_name(table)
+    elements = sorted(set(ports))
+    seen: set[str] = set()
+    for port in elements:
+        if port.key in seen:
+            raise InvalidNetworkInput(f"port {port.key}: published twice in one ruleset")
+        seen.add(port.key)
+    lines = [
+        f"table inet {table}",
+        f"delete table inet {table}",
+        f"table inet {table} {{",
+        f"\tmap {MAP_NAME} {{",
+        "\t\ttype inet_proto . inet_service : ipv4_addr . inet_service",
+    ]
+    if elements:
+        lines.append(f"\t\telements = {{ {', '.join(p.element for p in elements)} }}")
+    dnat = f"fib daddr type local dnat ip to meta l4proto . th dport map @{MAP_NAME}"
+    lines += [
+        "\t}",
+        "",
+        "\tchain prerouting {",
+        "\t\ttype nat hook prerouting priority -100; policy accept;",
+        f"\t\t{dnat}",
+        "\t}",
+        "",
+        "\tchain output {",
+        "\t\ttype nat hook output priority -100; policy accept;",
+        f"\t\t{dnat}",
+        "\t}",
+        "",
+        "\tchain postrouting {",
+        "\t\ttype nat hook postrouting priority 100; policy accept;",
+        f"\t\tct status dnat ip saddr {subnet} ip daddr {subnet} masquerade",
+        "\t}",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def add_element_script(port: PublishedPort, *, table: str = DEFAULT_TABLE) -> str:
+    """The script that publishes ``port`` in an existing table; fails if its key is taken."""
+    return f"create element inet {validate_table_name(table)} {MAP_NAME} {{ {port.element} }}\n"
+
+
+def delete_element_script(port: PublishedPort, *, table: str = DEFAULT_TABLE) -> str:
+    """The script that unpublishes ``port`` from an existing table."""
+    return f"delete element inet {validate_table_name(table)} {MAP_NAME} {{ {port.key} }}\n"
+
+
+def delete_table_script(table: str = DEFAULT_TABLE) -> str:
+    """The script that removes the table if it exists, and succeeds if it does not."""
+    name = validate_table_name(table)
+    return f"table inet {name}\ndelete table inet {name}\n"
+
+
+def parse_published(listing: str) -> list[PublishedPort]:
+    """The published ports in the output of ``nft -j list map inet TABLE published``."""
+    try:
+        items = json.loads(listing)["nftables"]
+        found = []
+        for item in items:
+            if "map" not in item:
+                continue
+            for key, value in item["map"].get("elem", []):
+                protocol, host_port = key["concat"]
+                address, container_port = value["concat"]
+                found.append(
+                    PublishedPort(
+                        protocol, int(host_port), IPv4Address(address), int(container_port)
+                    )
+                )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise NetworkError(f"nft: unexpected map listing ({exc})") from exc
+    return sorted(found)
+
+
+def run_nft(
+    script: str, *, netns: str | None = None, check_only: bool = False, args: tuple[str, ...] = ()
+) -> str:
+    """Apply ``script`` with ``nft -f -`` inside ``netns`` (``-c``: only check it)."""
+    argv = nsenter_argv(netns, ["nft", *args, *(["-c"] if check_only else []), "-f", "-"])
+    try:
+        done = subprocess.run(argv, input=script, capture_output=True, text=True, check=False)
+    except FileNotFoundError as exc:
+        raise NetworkError(f"{argv[0]}: not installed (apt-get install nftables)") from exc
+    if done.returncode != 0:
+        raise SubprocessError(argv, done.returncode, done.stderr)
+    return done.stdout
+
+
+def list_nft(what: list[str], *, netns: str | None = None) -> str | None:
+    """``nft -j list WHAT...`` as JSON text, or None when the object does not exist."""
+    argv = nsenter_argv(netns, ["nft", "-j", "list", *what])
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode == 0:
+        return done.stdout
+    if "No such file or directory" in done.stderr:
+        return None
+    raise SubprocessError(argv, done.returncode, done.stderr)
+
+
+def table_names(*, netns: str | None = None) -> list[str]:
+    """``family name`` of every nftables table in ``netns``."""
+    listing = list_nft(["tables"], netns=netns) or '{"nftables": []}'
+    items = json.loads(listing)["nftables"]
+    return sorted(f"{i['table']['family']} {i['table']['name']}" for i in items if "table" in i)

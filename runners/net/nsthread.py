@@ -1,0 +1,81 @@
+"""Running code inside another network namespace without moving the process.
+
+``setns`` of a network namespace affects only the calling thread, so ``in_netns`` runs a
+function on a short-lived thread that has entered the namespace; the rest of the
+process (the agent's event loop) never changes namespace. Python 3.11 has no
+``os.setns``, hence ctypes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from runners.errors import NetworkError
+from runners.net.names import netns_path
+
+CLONE_NEWNET = 0x40000000
+T = TypeVar("T")
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int, where: str) -> None:
+    if _libc().setns(fd, CLONE_NEWNET) != 0:
+        errno = ctypes.get_errno()
+        raise NetworkError(f"setns into {where}: {os.strerror(errno)}")
+
+
+def in_netns(path: str | None, func: Callable[[], T]) -> T:
+    """Call ``func`` on a thread inside the network namespace at ``path`` (None: here).
+
+    Sockets created by ``func`` belong to that namespace for their whole life, and
+    ``/proc/thread-self/net`` and ``/proc/sys/net`` describe it.
+    """
+    if path is None:
+        return func()
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            failure.append(NetworkError(f"network namespace {path}: cannot open: {exc}"))
+            return
+        try:
+            _setns(target, path)
+            result.append(func())
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            os.close(target)
+            # the thread ends here, so its namespace need not be restored
+
+    thread = threading.Thread(target=run, name=f"netns:{path}", daemon=True)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+def set_sysctl(netns: str | None, key: str, value: str) -> None:
+    """Write ``value`` to ``/proc/sys/<key>`` inside ``netns`` (dotted key, net.* only)."""
+    if not key.startswith("net.") or ".." in key:
+        raise ValueError(f"sysctl {key}: only net.* keys are namespaced")
+    target = Path("/proc/sys") / key.replace(".", "/")
+
+    def write() -> None:
+        target.write_text(value)
+
+    try:
+        in_netns(None if netns is None else netns_path(netns), write)
+    except OSError as exc:
+        raise NetworkError(f"sysctl {key}={value} in {netns or 'this namespace'}: {exc}") from exc
