@@ -99,6 +99,10 @@ def _sqlite_engine(url: URL, busy_timeout: float) -> Engine:
             # Outside any transaction (SQLite ignores it inside one); a no-op once the
             # file is in WAL mode, which persists in the file.
             cursor.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode, NORMAL still survives a killed process (every commit is in the
+            # WAL before COMMIT returns); only a power cut can undo the last commits. It
+            # spares an fsync per commit, which is most of a webhook delivery's cost.
+            cursor.execute("PRAGMA synchronous=NORMAL")
         finally:
             cursor.close()
 
