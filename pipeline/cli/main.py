@@ -27,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "registry": ("pipeline.cli.registry", "registry", "Run or maintain the embedded OCI registry."),
     "image": ("pipeline.cli.image", "image", "Push, pull, inspect and list images in registries."),
     "cluster": ("pipeline.cli.cluster", "cluster", "Simulate container hosts in namespaces."),
+    "agent": ("pipeline.cli.agent", "agent", "Run this host's agent (containers, images)."),
+    "run": ("pipeline.cli.containers", "run", "Run one container on one host, like docker run."),
+    "ps": ("pipeline.cli.containers", "ps", "List a host's instances (containers)."),
+    "exec": ("pipeline.cli.containers", "exec_", "Run a command inside a running instance."),
 }
 
 
