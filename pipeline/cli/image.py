@@ -502,3 +502,13 @@ def tags(flags: RegistryFlags, repository: str, as_json: bool) -> None:
         return
     for name in names:
         click.echo(name)
+
+
+def _register_build_commands() -> None:
+    from pipeline.cli.image_build import base, import_image
+
+    image.add_command(import_image)
+    image.add_command(base)
+
+
+_register_build_commands()
