@@ -36,18 +36,56 @@ def _parse_listen(text: str) -> tuple[str, int]:
     multiple=True,
     help="HOST:PORT to listen on instead of the config's listen addresses (repeatable).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Builds run at once (default: one per CPU).",
+)
+@click.option(
+    "--no-supersede",
+    is_flag=True,
+    help="Build every pushed commit, not only the newest queued one of a branch.",
+)
+@click.option(
+    "--graceful-timeout",
+    type=click.FloatRange(0, 3600),
+    default=30.0,
+    show_default=True,
+    help="Seconds running builds get to finish on SIGTERM before they are marked interrupted.",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="BERTH_CACHE_DIR",
+    default=None,
+    help="Build cache and local base images (default: DATA_DIR/build-cache; "
+    "fill it with berth image base/import --cache-dir).",
+)
 @click.pass_context
-def serve(ctx: click.Context, config_path: Path, listen: tuple[str, ...]) -> None:
-    """Run the control plane: state store, embedded registry at /v2/, /healthz, /metrics.
+def serve(
+    ctx: click.Context,
+    config_path: Path,
+    listen: tuple[str, ...],
+    workers: int | None,
+    no_supersede: bool,
+    graceful_timeout: float,
+    cache_dir: Path | None,
+) -> None:
+    """Run the control plane: webhooks (/hooks/...), the REST API (/api/v1), build
+    workers, git polls, the embedded registry at /v2/, /healthz and /metrics.
 
     Secrets named by the config are read first; an unset environment variable or a
-    missing file stops the start with a message naming it. Stop with Ctrl-C or SIGTERM.
+    missing file stops the start with a message naming it. Builds a killed predecessor
+    left running are retried. Stop with Ctrl-C or SIGTERM: running builds get
+    --graceful-timeout seconds, then are marked interrupted and retried on the next start.
     """
     from pipeline.httpserve import serve as serve_http
     from pipeline.logs import get_logger, secret_filter
+    from pipeline.queue.lock import DataDirLock
     from pipeline.registry.api.app import RegistryAPI
     from pipeline.registry.fs import FilesystemRegistryStorage
-    from pipeline.server import ControlPlane, create_app
+    from pipeline.server import PlaneOptions, create_app, plane_from_settings
     from pipeline.settings import load_settings, resolve_secrets
     from pipeline.store import Store
 
@@ -65,6 +103,8 @@ def serve(ctx: click.Context, config_path: Path, listen: tuple[str, ...]) -> Non
         raise BerthError(
             f"{settings.source}: data_dir: cannot create {settings.data_dir}: {exc.strerror}"
         ) from exc
+    lock = DataDirLock(settings.data_dir)
+    lock.acquire()
     store = Store.open(settings.store_url)
     registry = None
     if settings.registry.embedded:
@@ -73,6 +113,20 @@ def serve(ctx: click.Context, config_path: Path, listen: tuple[str, ...]) -> Non
     addresses = [_parse_listen(a) for a in listen] or [
         (address.host, address.port) for address in settings.listen
     ]
+    plane = plane_from_settings(
+        settings,
+        secrets,
+        store,
+        version=berth_version(),
+        listen=addresses,
+        registry=registry,
+        options=PlaneOptions(
+            workers=workers,
+            supersede=not no_supersede,
+            graceful=graceful_timeout,
+            cache_dir=cache_dir,
+        ),
+    )
     verbose = ctx.find_root().params.get("verbose", 0) > 0
     log = get_logger("serve")
     for host, port in addresses:
@@ -83,8 +137,12 @@ def serve(ctx: click.Context, config_path: Path, listen: tuple[str, ...]) -> Non
     log.info("starting", extra={"fields": {"config": str(config_path), "store": store.backend}})
     try:
         serve_http(
-            create_app(ControlPlane(store, berth_version(), registry)), addresses, verbose=verbose
+            create_app(plane),
+            addresses,
+            verbose=verbose,
+            graceful_timeout=graceful_timeout + 5,
         )
     finally:
         store.close()
+        lock.release()
     click.echo("berth serve: stopped", err=True)
