@@ -1,0 +1,479 @@
+"""Runs a :class:`~pipeline.build.plan.BuildPlan`: stage by stage, step by step, cached.
+
+Each step gets a key: the previous step's key (the chain starts at the base image's
+manifest digest), the instruction after expansion, and for COPY/ADD the hash of what
+it reads. A key already in the cache reuses its layer without running anything; a
+miss runs the step, writes its layer blob, and records the key only once the blob is
+complete. The final image (config + manifest) lands in the cache's image store, tagged
+with the reference asked for; pushing and exporting happen afterwards, from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pipeline.build.cache import BuildCache, CachedLayer
+from pipeline.build.context import SourceTree, content_hash
+from pipeline.build.copy import CopyRequest, copy_entries, select_all
+from pipeline.build.errors import BuildError, DockerfileError, StepFailed
+from pipeline.build.images import ImageResolver
+from pipeline.build.imagestate import (
+    ImageState,
+    apply_meta,
+    command_of,
+    config_document,
+    declare_args,
+    expand_word,
+    initial_state,
+    join_workdir,
+)
+from pipeline.build.lowers import LowerView, unpack_layers
+from pipeline.build.plan import META_INSTRUCTIONS, BuildPlan, Instruction, Stage, check_source_path
+from pipeline.build.run import ContainerRunner, RunRequest, remove_workspace, run_step
+from runners.errors import RuntimeFailure
+from runners.oci import mediatypes
+from runners.oci.digest import Digest
+from runners.oci.layer import tree_entries, write_layer
+from runners.oci.manifest import Descriptor, ImageManifest, build_manifest
+
+SOURCE_ANNOTATION = "org.opencontainers.image.source"
+REVISION_ANNOTATION = "org.opencontainers.image.revision"
+CREATED_ANNOTATION = "org.opencontainers.image.created"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How to build: args, target, cache use, RUN limits, reproducibility inputs."""
+
+    build_args: dict[str, str] = field(default_factory=dict, hash=False)
+    target: str | None = None
+    no_cache: bool = False
+    host_network: bool = False
+    run_timeout: float = 3600.0
+    source_date_epoch: int = 0
+    source: str | None = None
+    revision: str | None = None
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What happened to one step, for progress output and ``--json``."""
+
+    stage: str
+    line: int
+    instruction: str
+    state: str  # "cached" | "built" | "config"
+    layer: Digest | None = None
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """The built image: manifest digest, its descriptor in the store, and the steps."""
+
+    manifest: ImageManifest
+    layers: tuple[Descriptor, ...]
+    steps: tuple[StepReport, ...]
+    tag: str | None
+
+    @property
+    def digest(self) -> Digest:
+        return self.manifest.digest
+
+    @property
+    def cached_steps(self) -> int:
+        return sum(1 for s in self.steps if s.state == "cached")
+
+
+Progress = Callable[[str, StepReport | None, str], None]
+"""Called with (event, step, text): "start" before a step runs, "done" after."""
+
+
+@dataclass
+class _StageResult:
+    state: ImageState
+    layers: list[Descriptor]
+    key: str
+
+
+class Builder:
+    """Executes build plans against one cache, resolver and container runner."""
+
+    def __init__(
+        self,
+        cache: BuildCache,
+        resolver: ImageResolver,
+        runner: ContainerRunner | None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.cache = cache
+        self.resolver = resolver
+        self.runner = runner
+        self.progress = progress
+        self._reports: list[StepReport] = []
+
+    def build(self, plan: BuildPlan, context: SourceTree, options: BuildOptions) -> BuildResult:
+        created = datetime.fromtimestamp(options.source_date_epoch, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
+        self._reports = []
+        results: dict[int, _StageResult] = {}
+        for stage in plan.stages:
+            results[stage.index] = self._stage(stage, plan, context, options, results, created)
+        final = results[plan.target]
+        config_bytes = config_document(final.state, created)
+        config_digest = self.cache.images.write_blob(config_bytes)
+        annotations = {CREATED_ANNOTATION: created}
+        if options.source:
+            annotations[SOURCE_ANNOTATION] = options.source
+        if options.revision:
+            annotations[REVISION_ANNOTATION] = options.revision
+        manifest = build_manifest(
+            Descriptor(mediatypes.OCI_CONFIG, config_digest, len(config_bytes)),
+            final.layers,
+            annotations=annotations,
+        )
+        self.cache.images.write_blob(manifest.raw)
+        descriptor = Descriptor(manifest.media_type, manifest.digest, len(manifest.raw))
+        self.cache.images.add_manifest(descriptor, options.tag)
+        return BuildResult(manifest, tuple(final.layers), tuple(self._reports), options.tag)
+
+    # stages
+
+    def _stage(
+        self,
+        stage: Stage,
+        plan: BuildPlan,
+        context: SourceTree,
+        options: BuildOptions,
+        results: dict[int, _StageResult],
+        created: str,
+    ) -> _StageResult:
+        if stage.base_stage is not None:
+            parent = results[stage.base_stage]
+            current = _StageResult(replace(parent.state, args=()), list(parent.layers), parent.key)
+        elif stage.base.lower() == "scratch":
+            current = _StageResult(initial_state(None), [], _hash("scratch"))
+        else:
+            self._emit("start", None, f"FROM {stage.base}")
+            base = self.resolver.resolve(stage.base)
+            current = _StageResult(
+                initial_state(base.config),
+                list(base.layers),
+                _hash(f"image {base.manifest.digest}"),
+            )
+        view: list[LowerView | None] = [None]  # unpacked lazily, only when a step runs
+
+        def lower() -> LowerView:
+            found = view[0]
+            if found is None:
+                found = view[0] = LowerView(unpack_layers(self.cache, current.layers))
+            return found
+
+        for step in stage.steps:
+            keyword = step.keyword
+            if keyword == "ARG":
+                current.state = declare_args(
+                    current.state, step, plan.build_args, plan.global_args, plan.source, plan.escape
+                )
+                current.key = _hash(current.key, "ARG", json.dumps(current.state.args))
+                continue
+            if keyword in META_INSTRUCTIONS:
+                current.state = apply_meta(current.state, step, plan.source, plan.escape)
+                current.state = current.state.with_empty(step.text, created)
+                current.key = _hash(current.key, step.original, json.dumps(current.state.env))
+                self._report(stage, step, "config", None, 0)
+                continue
+            if keyword == "RUN":
+                self._run(stage, step, plan, current, options, lower, created)
+            else:
+                self._copy(stage, step, plan, context, current, options, lower, results, created)
+            view[0] = None
+        return current
+
+    # RUN
+
+    def _run(
+        self,
+        stage: Stage,
+        step: Instruction,
+        plan: BuildPlan,
+        current: _StageResult,
+        options: BuildOptions,
+        lower: Callable[[], LowerView],
+        created: str,
+    ) -> None:
+        argv = _run_argv(current.state, step)
+        network = step.flags.get("network", "default")
+        host_network = network == "host" or (network == "default" and options.host_network)
+        env = current.state.run_env()
+        key = _hash(
+            current.key,
+            "RUN",
+            json.dumps([argv, sorted(env.items()), current.state.workdir, current.state.user]),
+            "host" if host_network else "none",
+        )
+        if self._reuse(stage, step, current, key, options, created):
+            return
+        self._emit("start", None, f"{stage.label} {step.text}")
+        view = lower()
+        request = RunRequest(
+            argv=argv,
+            env=env,
+            cwd=current.state.workdir or "/",
+            user=current.state.user,
+            host_network=host_network,
+            timeout=options.run_timeout,
+        )
+        workspace = self.cache.scratch("run-")
+        try:
+            if self.runner is None:
+                from pipeline.build.run import RuncRunner
+
+                self.runner = RuncRunner()
+            try:
+                outcome, upper = run_step(
+                    self.runner,
+                    request,
+                    unpack_layers(self.cache, current.layers),
+                    workspace,
+                    passwd=view.read_text("etc/passwd"),
+                    group=view.read_text("etc/group"),
+                )
+            except RuntimeFailure as exc:
+                raise BuildError(f"{plan.source}:{step.line}: {step.text}: {exc}") from exc
+            if outcome.exit_code != 0:
+                raise StepFailed(
+                    plan.source,
+                    step.line,
+                    " ".join(step.args),
+                    outcome.exit_code,
+                    outcome.output_tail,
+                )
+            layer = self._write(
+                tree_entries(upper, epoch=options.source_date_epoch, overlay_whiteouts=True)
+            )
+        finally:
+            remove_workspace(workspace)
+        self._add(stage, step, current, key, layer, created, cached=False)
+
+    # COPY / ADD
+
+    def _copy(
+        self,
+        stage: Stage,
+        step: Instruction,
+        plan: BuildPlan,
+        context: SourceTree,
+        current: _StageResult,
+        options: BuildOptions,
+        lower: Callable[[], LowerView],
+        results: dict[int, _StageResult],
+        created: str,
+    ) -> None:
+        state = current.state
+
+        def word(text: str) -> str:
+            return expand_word(text, state, step, plan.source, plan.escape)
+
+        words = [word(w) if not w.startswith("<<") else w for w in step.args]
+        sources, dest = words[:-1], words[-1]
+        if not dest.startswith("/"):
+            trailing = dest.endswith("/") or dest in (".", "./")
+            dest = join_workdir(state.workdir, dest) + ("/" if trailing else "")
+        tree = context
+        origin = step.flags.get("from")
+        mount_cleanup: Callable[[], None] | None = None
+        if origin is None:
+            for source in sources:
+                if not source.startswith("<<"):
+                    check_source_path(source, plan.source, step.line)
+        else:
+            tree, mount_cleanup = self._origin_tree(origin, plan, results, step)
+        try:
+            chown = step.flags.get("chown")
+            chmod_text = step.flags.get("chmod")
+            chmod = None
+            if chmod_text is not None:
+                try:
+                    chmod = int(word(chmod_text), 8)
+                except ValueError:
+                    raise DockerfileError(
+                        plan.source, step.line, f"--chmod={chmod_text}: not an octal mode"
+                    ) from None
+            try:
+                selections = select_all(tree, _request(sources, dest, None, None, chmod, step))
+            except BuildError as exc:
+                raise DockerfileError(
+                    plan.source, step.line, f"{exc} (in the build context)"
+                ) from exc
+            digest = content_hash(tree, selections)
+            key = _hash(current.key, "COPY", json.dumps([words, dest, dict(step.flags)]), digest)
+            if self._reuse(stage, step, current, key, options, created):
+                return
+            self._emit("start", None, f"{stage.label} {step.text}")
+            view = lower()
+            uid = gid = None
+            if chown is not None:
+                from runners.runtime.users import UserError, resolve_user
+
+                try:
+                    user = resolve_user(
+                        word(chown), view.read_text("etc/passwd"), view.read_text("etc/group")
+                    )
+                except UserError as exc:
+                    raise DockerfileError(plan.source, step.line, str(exc)) from exc
+                uid, gid = user.uid, user.gid
+            request = _request(sources, dest, uid, gid, chmod, step)
+            try:
+                entries = copy_entries(
+                    tree, selections, request, view.lstat, options.source_date_epoch
+                )
+            except BuildError as exc:
+                raise DockerfileError(plan.source, step.line, str(exc)) from exc
+            layer = self._write(entries)
+        finally:
+            if mount_cleanup is not None:
+                mount_cleanup()
+        self._add(stage, step, current, key, layer, created, cached=False)
+
+    def _origin_tree(
+        self, origin: str, plan: BuildPlan, results: dict[int, _StageResult], step: Instruction
+    ) -> tuple[SourceTree, Callable[[], None]]:
+        names = {s.name: s.index for s in plan.stages if s.name}
+        index = names.get(origin.lower())
+        if index is None and origin.isdigit():
+            index = int(origin)
+        if index is not None:
+            if index not in results:
+                raise DockerfileError(
+                    plan.source, step.line, f"COPY --from={origin}: stage not built"
+                )
+            layers = results[index].layers
+        else:
+            layers = list(self.resolver.resolve(origin).layers)
+        dirs = unpack_layers(self.cache, layers)
+        if len(dirs) == 1:
+            return SourceTree(dirs[0]), lambda: None
+        from runners.runtime.rootfs import mount_rootfs, unmount_rootfs
+
+        workspace = self.cache.scratch("from-")
+        upper, work, root = workspace / "upper", workspace / "work", workspace / "rootfs"
+        for directory in (upper, work, root):
+            directory.mkdir()
+        if not dirs:
+            return SourceTree(root), lambda: remove_workspace(workspace)
+        mount_rootfs(list(reversed(dirs)), upper, work, root)
+
+        def cleanup() -> None:
+            unmount_rootfs(root)
+            remove_workspace(workspace)
+
+        return SourceTree(root), cleanup
+
+    # layers and reports
+
+    def _reuse(
+        self,
+        stage: Stage,
+        step: Instruction,
+        current: _StageResult,
+        key: str,
+        options: BuildOptions,
+        created: str,
+    ) -> bool:
+        if options.no_cache:
+            return False
+        layer = self.cache.lookup(key)
+        if layer is None:
+            return False
+        self._add(stage, step, current, key, layer, created, cached=True)
+        return True
+
+    def _write(self, entries: object) -> CachedLayer:
+        with self.cache.new_blob() as (path, keep), path.open("wb") as out:
+            digests = write_layer(entries, out)  # type: ignore[arg-type]
+            out.flush()
+            keep.append(digests.digest)
+        return CachedLayer(digests.digest, digests.size, digests.diff_id, mediatypes.OCI_LAYER_GZIP)
+
+    def _add(
+        self,
+        stage: Stage,
+        step: Instruction,
+        current: _StageResult,
+        key: str,
+        layer: CachedLayer,
+        created: str,
+        *,
+        cached: bool,
+    ) -> None:
+        if not cached:
+            self.cache.record(key, layer)
+        current.layers.append(Descriptor(layer.media_type, layer.digest, layer.size))
+        current.state = current.state.with_layer(layer.diff_id, step.text, created)
+        current.key = key
+        self._report(stage, step, "cached" if cached else "built", layer.digest, layer.size)
+
+    def _report(
+        self, stage: Stage, step: Instruction, state: str, layer: Digest | None, size: int
+    ) -> None:
+        report = StepReport(stage.label, step.line, step.text, state, layer, size)
+        self._reports.append(report)
+        self._emit("done", report, step.text)
+
+    def _emit(self, event: str, report: StepReport | None, text: str) -> None:
+        if self.progress is not None:
+            self.progress(event, report, text)
+
+
+def _request(
+    sources: list[str],
+    dest: str,
+    uid: int | None,
+    gid: int | None,
+    chmod: int | None,
+    step: Instruction,
+) -> CopyRequest:
+    heredocs = tuple((h.name, h.content) for h in step.heredocs) if step.keyword == "COPY" else ()
+    return CopyRequest(
+        sources=tuple(sources),
+        dest=dest,
+        uid=uid,
+        gid=gid,
+        chmod=chmod,
+        extract_archives=step.keyword == "ADD",
+        heredocs=heredocs,
+    )
+
+
+def _run_argv(state: ImageState, step: Instruction) -> tuple[str, ...]:
+    if step.json_form:
+        return tuple(step.args)
+    if step.heredocs:
+        command = " ".join(step.args).strip()
+        first = step.heredocs[0]
+        if command in (f"<<{first.name}", f"<<-{first.name}") and len(step.heredocs) == 1:
+            return (*state.shell, first.content)
+        script = command + "\n" + "".join(f"{h.content}{h.name}\n" for h in step.heredocs)
+        return (*state.shell, script)
+    return command_of(state, step)
+
+
+def _hash(*parts: str) -> str:
+    hasher = hashlib.sha256()
+    for part in parts:
+        hasher.update(part.encode())
+        hasher.update(b"\0")
+    return hasher.hexdigest()
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
