@@ -17,12 +17,13 @@ blobs and unpacked layers nothing refers to any more.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,10 @@ class PruneResult:
     freed_bytes: int
 
 
+SCRATCH_LOCK = ".in-use"
+STALE_UNLOCKED_AFTER = 60.0
+
+
 class BuildCache:
     """The cache directory (see the module docstring); cheap to construct."""
 
@@ -78,6 +83,9 @@ class BuildCache:
         self.root = Path(root)
         self.max_bytes = max_bytes
         self._images: OCILayout | None = None
+        # scratch dir -> the descriptor holding its lock; the lock dies with the process
+        self._held: dict[Path, int] = {}
+        self._swept = False
 
     @property
     def images(self) -> OCILayout:
@@ -94,10 +102,61 @@ class BuildCache:
         return self.root / "unpacked"
 
     def scratch(self, prefix: str) -> Path:
-        """A fresh private directory for one step's work; the caller removes it."""
+        """A fresh private directory for one step's work, locked while this process
+        lives; give it back with :meth:`release_scratch`."""
+        if not self._swept:
+            self._swept = True
+            self.clean_stale_scratch()
         tmp = self.root / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=prefix, dir=tmp))
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=tmp))
+        fd = os.open(path / SCRATCH_LOCK, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._held[path] = fd
+        return path
+
+    def release_scratch(self, path: Path) -> None:
+        """Delete a scratch directory (its mounts already undone) and drop its lock."""
+        shutil.rmtree(path, ignore_errors=True)
+        fd = self._held.pop(path, None)
+        if fd is not None:
+            os.close(fd)
+
+    def clean_stale_scratch(self, reap: Callable[[Path], None] | None = None) -> int:
+        """Remove scratch directories that no living process holds: what a build killed
+        mid-step (``kill -9`` of ``berth serve``) left behind. ``reap`` first stops the
+        step's container and undoes its mounts. Returns how many were removed."""
+        tmp = self.root / "tmp"
+        if not tmp.is_dir():
+            return 0
+        if reap is None:
+            from pipeline.build.run import reap_workspace
+
+            reap = reap_workspace
+        removed = 0
+        for path in sorted(tmp.iterdir()):
+            if path in self._held or not path.is_dir():
+                continue
+            try:
+                fd = os.open(path / SCRATCH_LOCK, os.O_RDWR | os.O_CLOEXEC)
+            except FileNotFoundError:
+                # made by a process that has not locked it yet, or by an older berth
+                if time.time() - path.stat().st_mtime < STALE_UNLOCKED_AFTER:
+                    continue
+                fd = None
+            try:
+                if fd is not None:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue  # a living build uses it
+                reap(path)
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+            finally:
+                if fd is not None:
+                    os.close(fd)
+        return removed
 
     # step entries
 

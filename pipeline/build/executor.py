@@ -35,7 +35,7 @@ from pipeline.build.imagestate import (
 )
 from pipeline.build.lowers import LowerView, unpack_layers
 from pipeline.build.plan import META_INSTRUCTIONS, BuildPlan, Instruction, Stage, check_source_path
-from pipeline.build.run import ContainerRunner, RunRequest, remove_workspace, run_step
+from pipeline.build.run import ContainerRunner, RunRequest, run_step
 from runners.errors import RuntimeFailure
 from runners.oci import mediatypes
 from runners.oci.digest import Digest
@@ -261,7 +261,7 @@ class Builder:
                 tree_entries(upper, epoch=options.source_date_epoch, overlay_whiteouts=True)
             )
         finally:
-            remove_workspace(workspace)
+            self.cache.release_scratch(workspace)
         self._add(stage, step, current, key, layer, created, cached=False)
 
     # COPY / ADD
@@ -369,12 +369,12 @@ class Builder:
         for directory in (upper, work, root):
             directory.mkdir()
         if not dirs:
-            return SourceTree(root), lambda: remove_workspace(workspace)
+            return SourceTree(root), lambda: self.cache.release_scratch(workspace)
         mount_rootfs(list(reversed(dirs)), upper, work, root)
 
         def cleanup() -> None:
             unmount_rootfs(root)
-            remove_workspace(workspace)
+            self.cache.release_scratch(workspace)
 
         return SourceTree(root), cleanup
 

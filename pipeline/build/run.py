@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import stat
 import subprocess
 import tempfile
@@ -58,6 +57,9 @@ class RunOutcome:
     output_tail: str
 
 
+CONTAINER_ID_FILE = "container.id"
+
+
 class ContainerRunner(Protocol):
     """Runs a RUN step's process with ``rootfs`` as its root file system."""
 
@@ -82,6 +84,8 @@ class RuncRunner:
 
         (bundle / "config.json").write_text(json.dumps(spec))
         container_id = f"berth-build-{uuid.uuid4().hex[:12]}"
+        # read by reap_workspace when this process dies before the step ends
+        (bundle / CONTAINER_ID_FILE).write_text(container_id)
         argv = self.commands.run(
             container_id, str(bundle), str(bundle / "container.pid"), str(bundle / "runtime.log")
         )
@@ -194,9 +198,24 @@ def _drop_mount_points(upper: Path, lower: LowerView) -> None:
                     parent.rmdir()
 
 
-def remove_workspace(workspace: Path) -> None:
-    """Delete a step's directory (its overlay is already unmounted)."""
-    shutil.rmtree(workspace, ignore_errors=True)
+def reap_workspace(workspace: Path) -> None:
+    """Stop the container of a step whose build died, and undo the step's mounts."""
+    from runners.runtime.oci_runtime import RuntimeCommands
+    from runners.runtime.rootfs import unmount_rootfs
+
+    try:
+        container_id = (workspace / CONTAINER_ID_FILE).read_text().strip()
+    except FileNotFoundError:
+        container_id = ""
+    if container_id.startswith("berth-build-"):
+        commands = RuntimeCommands()
+        subprocess.run(commands.kill(container_id, 9), capture_output=True, check=False)
+        subprocess.run(commands.delete(container_id), capture_output=True, check=False)
+    prefix = str(workspace.resolve()) + "/"
+    with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
+        points = [line.split(" ")[4] for line in mountinfo if len(line.split(" ")) > 4]
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        unmount_rootfs(Path(point))
 
 
 def _tail_of(stream: IO[bytes]) -> str:

@@ -37,6 +37,11 @@ class DockerfileImageBuilder:
     def __init__(self, client: RegistryClient, *, cache_dir: Path) -> None:
         self._client = client
         self.cache_dir = cache_dir
+        if (cache_dir / "tmp").is_dir():
+            from pipeline.build.cache import BuildCache
+
+            # steps of a control plane that was killed mid-build: stop and unmount them
+            BuildCache(cache_dir).clean_stale_scratch()
 
     def build(self, request: BuildRequest, log: BinaryIO) -> str:
         # the builder and its runtime load only when a build runs
