@@ -155,11 +155,16 @@ def run_agent(options: AgentOptions) -> None:
             raise BadSpec("TLS needs both --tls-cert and --tls-key")
         tls = (options.tls_cert, options.tls_key)
     agent = build_agent(options)
-    agent.adopt()
-    supervisor = Supervisor(agent)
-    supervisor.start()
+    runtime = agent.config.runtime
     try:
-        serve(build_app(agent), listeners, token=token, tls=tls, verbose=options.verbose)
+        runtime.prepare()
+        agent.adopt()
+        supervisor = Supervisor(agent)
+        supervisor.start()
+        try:
+            serve(build_app(agent), listeners, token=token, tls=tls, verbose=options.verbose)
+        finally:
+            supervisor.stop()
     finally:
-        supervisor.stop()
+        runtime.close()
         agent.config.registry.close()

@@ -23,7 +23,6 @@ from runners.net.names import (
     CONTAINER_IFNAME,
     host_veth_name,
     netns_path,
-    peer_veth_name,
     validate_ifname,
 )
 from runners.net.nsthread import in_netns
@@ -253,15 +252,53 @@ def attach_container(
     ``name`` (the container id) determines the host end's name (``vb`` + hash). Inside
     the container the interface is ``eth0`` with ``address`` and a default route via
     ``gateway``; loopback is up. On failure nothing is left on the host.
+
+    Two netlink sessions, one per namespace: the pair is made on the host with its peer
+    created directly inside the container's namespace under its final name (a new
+    namespace has no ``eth0`` to collide with), then the inside is configured.
     """
-    host_end, peer = host_veth_name(name), peer_veth_name(name)
-    move_veth_end(host_end, peer, CONTAINER_IFNAME, container_netns, netns=host_netns)
+    host_end = validate_ifname(host_veth_name(name))
+    target = netns_path(container_netns)
+
+    def outside(ipr: Any) -> None:
+        if _index(ipr, host_end) is not None:
+            raise NetworkError(
+                f"veth {host_end} {_where(host_netns)}: already exists; remove the container's"
+                " network first (detach_container)"
+            )
+        master = _index(ipr, bridge)
+        if master is None:
+            raise NetworkError(f"bridge {bridge} {_where(host_netns)}: does not exist")
+        fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            ipr.link(
+                "add",
+                ifname=host_end,
+                kind="veth",
+                peer={"ifname": CONTAINER_IFNAME, "net_ns_fd": fd},
+            )
+        finally:
+            os.close(fd)
+        try:
+            ipr.link("set", index=_index(ipr, host_end), master=master, state="up")
+        except BaseException:
+            ipr.link("del", index=_index(ipr, host_end))
+            raise
+
+    def inside(ipr: Any) -> None:
+        ipr.link("set", index=_index(ipr, "lo"), state="up")
+        index = _index(ipr, CONTAINER_IFNAME)
+        if index is None:
+            raise NetworkError(f"interface {CONTAINER_IFNAME} in {container_netns}: missing")
+        ipr.addr("add", index=index, address=str(address.ip), prefixlen=address.network.prefixlen)
+        ipr.link("set", index=index, state="up")
+        ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway))
+
+    with _failing(f"create veth {host_end} into {container_netns} {_where(host_netns)}"):
+        netlink(host_netns, outside)
     try:
-        enslave_up(host_end, bridge, netns=host_netns)
-        set_loopback_up(netns_path(container_netns))
-        configure_interface(
-            CONTAINER_IFNAME, address, netns=netns_path(container_netns), gateway=gateway
-        )
+        with _failing(f"configure {CONTAINER_IFNAME} in {container_netns}"):
+            netlink(target, inside)
     except NetworkError:
         delete_link(host_end, netns=host_netns)
         raise
@@ -310,3 +347,43 @@ __all__ = [
     "networks_in_use",
     "set_loopback_up",
 ]
+
+
+def add_address(name: str, address: IPv4Interface, *, netns: str | None = None) -> None:
+    """Give ``name`` one more address; nothing when it already has it."""
+
+    def work(ipr: Any) -> None:
+        index = _index(ipr, name)
+        if index is None:
+            raise NetworkError(f"interface {name} {_where(netns)}: does not exist")
+        try:
+            ipr.addr(
+                "add", index=index, address=str(address.ip), prefixlen=address.network.prefixlen
+            )
+        except NetlinkError as exc:
+            if exc.code != errno.EEXIST:
+                raise
+
+    with _failing(f"add address {address} to {name} {_where(netns)}"):
+        netlink(netns, work)
+
+
+def remove_address(name: str, address: IPv4Interface, *, netns: str | None = None) -> bool:
+    """Take ``address`` off ``name``; False when the link or the address is not there."""
+
+    def work(ipr: Any) -> bool:
+        index = _index(ipr, name)
+        if index is None:
+            return False
+        try:
+            ipr.addr(
+                "del", index=index, address=str(address.ip), prefixlen=address.network.prefixlen
+            )
+        except NetlinkError as exc:
+            if exc.code in (errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENOENT):
+                return False
+            raise
+        return True
+
+    with _failing(f"remove address {address} from {name} {_where(netns)}"):
+        return netlink(netns, work)

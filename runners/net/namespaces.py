@@ -7,6 +7,7 @@ it by path.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from pyroute2 import netns as pr_netns
 from runners.errors import NetworkError
 from runners.net.links import set_loopback_up
 from runners.net.names import NETNS_DIR, netns_path
+from runners.net.nsthread import on_thread, unshare_netns
 
 
 def netns_exists(name: str) -> bool:
@@ -38,14 +40,24 @@ def create_netns(name: str) -> str:
             f"network namespace {name}: already exists at {path};"
             " remove it first (ip netns delete) or pick another name"
         )
+
+    def make() -> None:
+        # on a thread of its own, which enters the new namespace, names it and sets up
+        # its loopback; no process is forked (pyroute2's netns.create forks one)
+        unshare_netns()
+        try:
+            pr_netns.attach(name, "thread-self")
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise NetworkError(f"network namespace {name}: could not create: {exc}") from exc
+        set_loopback_up(None)
+
     try:
-        pr_netns.create(name)
-    except OSError as exc:
-        raise NetworkError(f"network namespace {name}: could not create: {exc}") from exc
-    try:
-        set_loopback_up(path)
+        on_thread(make, f"netns-create:{name}")
     except NetworkError:
-        remove_netns(name)
+        if os.path.ismount(path):
+            remove_netns(name)
         raise
     return path
 

@@ -26,6 +26,32 @@ def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
 
+def unshare_netns() -> None:
+    """Move the calling *thread* into a new network namespace (others are unaffected)."""
+    if _libc().unshare(CLONE_NEWNET) != 0:
+        errno = ctypes.get_errno()
+        raise NetworkError(f"unshare a network namespace: {os.strerror(errno)}")
+
+
+def on_thread(func: Callable[[], T], name: str) -> T:
+    """Call ``func`` on a short-lived thread of its own (free to change its namespace)."""
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(func())
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
 def _setns(fd: int, where: str) -> None:
     if _libc().setns(fd, CLONE_NEWNET) != 0:
         errno = ctypes.get_errno()
@@ -40,30 +66,20 @@ def in_netns(path: str | None, func: Callable[[], T]) -> T:
     """
     if path is None:
         return func()
-    result: list[T] = []
-    failure: list[BaseException] = []
 
-    def run() -> None:
+    def run() -> T:
         try:
             target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
-            failure.append(NetworkError(f"network namespace {path}: cannot open: {exc}"))
-            return
+            raise NetworkError(f"network namespace {path}: cannot open: {exc}") from exc
         try:
             _setns(target, path)
-            result.append(func())
-        except BaseException as exc:
-            failure.append(exc)
+            return func()
         finally:
             os.close(target)
             # the thread ends here, so its namespace need not be restored
 
-    thread = threading.Thread(target=run, name=f"netns:{path}", daemon=True)
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-    return result[0]
+    return on_thread(run, f"netns:{path}")
 
 
 def set_sysctl(netns: str | None, key: str, value: str) -> None:

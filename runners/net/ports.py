@@ -88,26 +88,18 @@ def publish_port(
     The host table must be installed (:func:`install_host_table`).
     """
     port = PublishedPort(protocol, host_port, container_ip, container_port)
-    for existing in published_ports(netns=netns, table=table):
-        if existing.key == port.key:
-            raise PortInUse(
-                f"{protocol} port {host_port} {_where(netns)}: already published to"
-                f" {existing.container_ip}:{existing.container_port}; unpublish it or pick"
-                " another host port"
-            )
     if port_listening(protocol, host_port, netns=netns):
         raise PortInUse(
             f"{protocol} port {host_port} {_where(netns)}: a process on the host listens on"
             " it; stop that process or pick another host port"
         )
+    # no listing first: the kernel refuses a second element with the same key, and the
+    # one nft process per start is what publishing costs
     try:
         run_nft(add_element_script(port, table=table), netns=netns)
     except SubprocessError as exc:
         if "File exists" in exc.stderr_tail:
-            raise PortInUse(
-                f"{protocol} port {host_port} {_where(netns)}: was published by someone else"
-                " just now; pick another host port"
-            ) from exc
+            raise PortInUse(_taken_message(port, netns, table)) from exc
         if "No such file or directory" in exc.stderr_tail:
             raise NetworkError(
                 f"publish {protocol} port {host_port} {_where(netns)}: table inet {table} is"
@@ -115,6 +107,17 @@ def publish_port(
             ) from exc
         raise
     return port
+
+
+def _taken_message(port: PublishedPort, netns: str | None, table: str) -> str:
+    where = f"{port.protocol} port {port.host_port} {_where(netns)}"
+    for existing in published_ports(netns=netns, table=table):
+        if existing.key == port.key:
+            return (
+                f"{where}: already published to {existing.container_ip}:"
+                f"{existing.container_port}; unpublish it or pick another host port"
+            )
+    return f"{where}: was published by someone else just now; pick another host port"
 
 
 def unpublish_port(

@@ -2,8 +2,8 @@
 
 :class:`RuntimeCommands` only *returns* argv lists; :class:`RuncRuntime` runs them. Each
 container runs as ``runc run`` (foreground) under its own supervisor process
-(:mod:`runners.runtime.shim`), which outlives the agent, captures the output into capped
-log files and records the exit code: runc itself forgets a container, and its exit
+(:mod:`runners.runtime.shim`, forked by :mod:`runners.runtime.forkserver`), which
+outlives the agent, captures the output into capped log files and records the exit code: runc itself forgets a container, and its exit
 status, once the process is gone. Everything :meth:`RuncRuntime.status` needs is in the
 container's directory and ``/proc``, so an agent re-adopts its containers after a
 restart by asking for their status.
@@ -26,6 +26,7 @@ from typing import Protocol
 from runners.errors import RuntimeFailure, SubprocessError
 from runners.runtime import hybrid, shim
 from runners.runtime.bundle import ContainerDir
+from runners.runtime.supervisors import ForkServer, SupervisorLauncher
 
 _CONTAINER_ID = re.compile(r"^[\w+.-]{1,128}$")
 _GONE = ("does not exist", "not exist", "not running", "container not found", "no such")
@@ -144,11 +145,13 @@ class RuncRuntime:
         start_timeout: float = 30.0,
         kill_timeout: float = 10.0,
         poll_interval: float = 0.01,
+        supervisors: SupervisorLauncher | None = None,
     ) -> None:
         if max_log_bytes < 1:
             raise RuntimeFailure(f"max_log_bytes must be positive (got {max_log_bytes})")
         self.commands = commands or RuntimeCommands()
         self.python = python
+        self.supervisors: SupervisorLauncher = supervisors or ForkServer(python, start_timeout)
         self.max_log_bytes = max_log_bytes
         self.start_timeout = start_timeout
         self.kill_timeout = kill_timeout
@@ -169,35 +172,7 @@ class RuncRuntime:
         runtime_argv = self.commands.run(
             container_id, str(bundle.path), str(bundle.container_pid), str(bundle.runtime_log)
         )
-        argv = [
-            self.python,
-            "-m",
-            shim.MODULE,
-            "--dir",
-            str(bundle.path),
-            "--max-log-bytes",
-            str(self.max_log_bytes),
-            "--",
-            *runtime_argv,
-        ]
-        with open(bundle.shim_log, "ab") as log:
-            try:
-                result = subprocess.run(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=log,
-                    start_new_session=True,
-                    timeout=self.start_timeout,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired as exc:
-                raise RuntimeFailure(
-                    f"container {container_id}: the supervisor did not report within"
-                    f" {self.start_timeout}s; see {bundle.shim_log}"
-                ) from exc
-        if result.returncode != 0:
-            raise SubprocessError(argv, result.returncode, _tail(bundle.shim_log))
+        self.supervisors.launch(bundle, runtime_argv, self.max_log_bytes)
         status = self._await(container_id, bundle, self.start_timeout, until_running=True)
         if status.state is ContainerState.STOPPED and not status.started:
             record = bundle.read_exit()
@@ -216,6 +191,14 @@ class RuncRuntime:
             )
         return status
 
+    def prepare(self) -> None:
+        """Start the supervisor launcher's helper now rather than at the first start."""
+        self.supervisors.start()
+
+    def close(self) -> None:
+        """Stop the supervisor launcher's helper; running containers are not affected."""
+        self.supervisors.close()
+
     def status(self, container_id: str, bundle: ContainerDir) -> ContainerStatus:
         """Observe the container from its directory and ``/proc`` (no runtime call)."""
         record = bundle.read_exit()
@@ -226,12 +209,17 @@ class RuncRuntime:
         pid = _read_pid(bundle.container_pid)
         if pid is not None and _is_container_process(pid, bundle):
             return ContainerStatus(container_id, ContainerState.RUNNING, pid=pid, started=True)
-        shim_pid = _read_pid(bundle.shim_pid)
-        if shim_pid is not None and _is_supervisor(shim_pid, bundle):
+        if shim.is_supervisor(bundle.shim_pid):
             state = ContainerState.CREATING if pid is None else ContainerState.STOPPING
             return ContainerStatus(container_id, state, started=pid is not None)
-        if shim_pid is None:
+        if not bundle.shim_pid.exists():
             return ContainerStatus(container_id, ContainerState.ABSENT)
+        record = bundle.read_exit()
+        if record is not None:
+            # it wrote exit.json and exited between the first look and now
+            return ContainerStatus(
+                container_id, ContainerState.STOPPED, exit_code=record.code, started=record.started
+            )
         # The supervisor died without recording an exit (killed, host rebooted): the
         # container is gone too, but how it ended is unknown.
         return ContainerStatus(container_id, ContainerState.STOPPED, started=pid is not None)
@@ -288,8 +276,7 @@ class RuncRuntime:
             raise SubprocessError(argv, result.returncode, result.stderr)
         status = self.wait(container_id, bundle, self.kill_timeout)
         deadline = time.monotonic() + self.kill_timeout
-        shim_pid = _read_pid(bundle.shim_pid)
-        while shim_pid is not None and _is_supervisor(shim_pid, bundle):
+        while shim.is_supervisor(bundle.shim_pid):
             if time.monotonic() >= deadline:
                 break
             time.sleep(self.poll_interval)
@@ -297,7 +284,8 @@ class RuncRuntime:
             if status.state in (ContainerState.STOPPED, ContainerState.ABSENT):
                 return
         raise RuntimeFailure(
-            f"container {container_id}: still {status.state.value} (supervisor pid {shim_pid})"
+            f"container {container_id}: still {status.state.value} (supervisor"
+            f" {bundle.shim_pid.read_text().split()[:1]})"
             f" {self.kill_timeout}s after the runtime deleted it"
         )
 
@@ -314,6 +302,8 @@ class RuncRuntime:
         self, container_id: str, bundle: ContainerDir, timeout: float, *, until_running: bool
     ) -> ContainerStatus:
         deadline = time.monotonic() + timeout
+        # a start is over in tens of milliseconds: look often at first, then back off
+        pause = min(0.001, self.poll_interval)
         while True:
             status = self.status(container_id, bundle)
             if status.state in (ContainerState.STOPPED, ContainerState.ABSENT):
@@ -322,7 +312,8 @@ class RuncRuntime:
                 return status
             if time.monotonic() >= deadline:
                 return status
-            time.sleep(self.poll_interval)
+            time.sleep(pause)
+            pause = min(pause * 1.5, self.poll_interval)
 
 
 def _check_id(container_id: str) -> None:
@@ -365,16 +356,6 @@ def _is_container_process(pid: int, bundle: ContainerDir) -> bool:
         return False
     wanted = cgroups_path if cgroups_path.startswith("/") else f"/{cgroups_path}"
     return any(line.rsplit(":", 1)[-1].endswith(wanted) for line in membership.splitlines())
-
-
-def _is_supervisor(pid: int, bundle: ContainerDir) -> bool:
-    if not _proc_alive(pid):
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return shim.MODULE.encode() in cmdline and str(bundle.path).encode() in cmdline
 
 
 def _runtime_errors(bundle: ContainerDir) -> str:

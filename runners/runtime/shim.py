@@ -1,11 +1,17 @@
 """The per-container supervisor: runs the OCI runtime in the foreground and outlives the agent.
 
+:func:`supervise` is the supervisor's whole job. The agent normally runs it in a process
+forked by its fork server (:mod:`runners.runtime.forkserver`), which costs a few
+milliseconds; this module is also a command of its own, which costs a fresh interpreter
+per container but needs no helper process::
+
     python -m runners.runtime.shim --dir CONTAINER_DIR [--max-log-bytes N] -- RUNTIME ARGV...
 
-The process the agent starts forks once: the child becomes the supervisor in a session
-of its own, the parent prints the child's pid and exits as soon as the runtime is
-running. The supervisor is therefore re-parented to init and survives an agent restart;
-the agent re-adopts the container from the files in its directory.
+Either way the supervisor lives in a session of its own, re-parented to init, so it
+survives an agent restart; the agent re-adopts the container from the files in its
+directory. ``shim.pid`` holds the supervisor's pid and its start time (clock ticks after
+boot, from ``/proc/PID/stat``): a pid alone may have been reused by the time an agent
+reads it again, the pair never is.
 
 The supervisor copies the container's stdout and stderr into size-capped log files and,
 when ``runc run`` returns (with the container's exit status), writes ``exit.json``; it
@@ -30,7 +36,6 @@ from runners.runtime.bundle import ContainerDir, ExitRecord
 
 DEFAULT_MAX_LOG_BYTES = 10 << 20
 _CHUNK = 1 << 16
-# the marker a supervisor's command line carries; the agent checks it before trusting a pid
 MODULE = "runners.runtime.shim"
 
 
@@ -110,24 +115,26 @@ def supervise(container: ContainerDir, runtime: list[str], max_log_bytes: int, r
         # a Python handler, not SIG_IGN: ignored dispositions would be inherited through
         # exec by the runtime and the container, which must still die of SIGTERM
         signal.signal(sig, _ignore)
-    container.shim_pid.write_text(f"{os.getpid()}\n")
+    me = os.getpid()
+    container.shim_pid.write_text(f"{me} {process_start_time(me) or 0}\n")
     stdout = CappedLog(container.stdout_log, max_log_bytes)
     stderr = CappedLog(container.stderr_log, max_log_bytes)
     try:
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
+        # from here on, whatever happens ends in exit.json (or, if this process dies, in
+        # a dead supervisor the agent sees): the starter need not wait for the exec
+        _report(ready, b"ok %d" % me)
         try:
             proc = subprocess.Popen(
                 runtime, stdin=subprocess.DEVNULL, stdout=out_write, stderr=err_write
             )
         except OSError as exc:
             container.write_exit(ExitRecord(code=127, started=False, error=f"{runtime[0]}: {exc}"))
-            _report(ready, b"ok")
             return 0
         finally:
             os.close(out_write)
             os.close(err_write)
-        _report(ready, b"ok")
         _copy({out_read: stdout, err_read: stderr})
         code = proc.wait()
     finally:
@@ -135,6 +142,55 @@ def supervise(container: ContainerDir, runtime: list[str], max_log_bytes: int, r
         stderr.close()
     container.write_exit(ExitRecord(code=code, started=container.container_pid.exists()))
     return 0
+
+
+def process_start_time(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks after boot; None when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[-1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # field 22 of proc(5); the two before ")" and the name are gone
+    return int(fields[19])
+
+
+def read_supervisor(path: Path) -> tuple[int, int | None] | None:
+    """``(pid, start time)`` from a ``shim.pid`` file; the time is None in the old format."""
+    try:
+        parts = path.read_text().split()
+    except FileNotFoundError:
+        return None
+    if not parts or not all(part.isdigit() for part in parts[:2]):
+        return None
+    start = int(parts[1]) if len(parts) > 1 and int(parts[1]) else None
+    return int(parts[0]), start
+
+
+def is_supervisor(path: Path) -> bool:
+    """True while the supervisor recorded in ``path`` (a ``shim.pid``) is alive.
+
+    Without a recorded start time (a file from an older berth) the process's command
+    line must name this module and the container directory.
+    """
+    recorded = read_supervisor(path)
+    if recorded is None:
+        return False
+    pid, start = recorded
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[-1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    if fields[0] in (b"Z", b"X"):
+        return False
+    if start is not None:
+        return int(fields[19]) == start
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return MODULE.encode() in cmdline and str(path.parent).encode() in cmdline
 
 
 def _copy(streams: dict[int, CappedLog]) -> None:

@@ -56,6 +56,13 @@ def test_run_ps_exec_and_logs(shared_agent: RunningAgent, busybox_ref: str) -> N
     )  # fmt: skip
     assert logs.stdout == "hi\n", logs.stderr
     assert callable(show_instance_logs)
+    # the same command as for a build's log: an id that is not b-N is an instance
+    shown = _berth("logs", "--host", host, "cli-bg")
+    assert (shown.returncode, shown.stdout) == (0, "hi\n"), shown.stderr
+    missing = _berth("logs", "--host", host, "no-such-instance")
+    assert missing.returncode == 1
+    assert "no-such-instance" in missing.stderr
+    assert "not a build id" in missing.stderr
 
     unknown = _berth("exec", "--host", host, "no-such", "true")
     assert unknown.returncode == 1

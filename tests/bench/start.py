@@ -1,12 +1,15 @@
-"""Benchmark: starting a busybox httpd — berth agent vs podman run vs bare runc.
+"""Benchmark: starting a busybox httpd — berth agent vs podman run vs docker run vs bare runc.
 
-    .venv/bin/python -m tests.bench.start [--count 50]
+    .venv/bin/python -m tests.bench.start [--count 50] [--no-docker]
 
 For each tool: time from request to process running, and to healthy (the httpd answers
 on its published port), for COUNT sequential starts (tools alternating, A B A B) and
 COUNT concurrent ones; medians and ratios against berth. Also the agent's RSS idle and
-with COUNT containers. docker is measured only when a ``dockerd`` is installed.
-Everything runs on this machine; servers listen on 127.0.0.1 or inside namespaces.
+with COUNT containers. berth is asked as the control plane asks, with the image's
+digest (so no tag is resolved at the registry per start). docker is measured with a
+private ``dockerd`` (own data root, socket and bridge, no iptables) when one is
+installed. Everything runs on this machine; servers listen on 127.0.0.1 or inside
+namespaces.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class Berth:
     def __init__(self, root: Path, image: str) -> None:
         self.root = root
         self.image = image
+        self.digest = ""
         tag = secrets.token_hex(3)
         self.host_name, self.bridge, self.table = f"bench{tag}", f"bb{tag}", f"bb_{tag}"
         self.subnet = "10.77.0.0/22"
@@ -77,13 +81,14 @@ class Berth:
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(self.socket.exists, timeout=30)
         self.client = AgentClient(f"unix:{self.socket}")
-        self.client.pull(image)
+        self.digest = str(self.client.pull(image)["digest"])
         self.ids: list[str] = []
 
     def start(self, index: int, port: int) -> tuple[float, float]:
         instance = f"b{index}-{secrets.token_hex(2)}"
         spec = {
             "image": self.image,
+            "digest": self.digest,
             "command": HTTPD,
             "ports": [{"host": port, "container": 8080}],
             "stop_timeout": 1,
@@ -152,6 +157,77 @@ class Podman:
         )
 
 
+class Docker:
+    """``docker run -d`` against a private dockerd, on its bridge with a published port.
+
+    The daemon gets its own data root, exec root, socket and bridge address (inside
+    10.x, clear of berth's); its ``docker0`` bridge is deleted when it is done.
+    """
+
+    name = "docker"
+    BIP = "10.231.0.1/24"
+
+    def __init__(self, root: Path, layout: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        sock = root / "docker.sock"
+        self.base = ["/usr/bin/docker", "-H", f"unix://{sock}"]
+        self.log = open(root / "dockerd.log", "wb")  # noqa: SIM115 -- closed in close()
+        argv = ["dockerd", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
+                "-H", f"unix://{sock}", "--pidfile", str(root / "dockerd.pid"),
+                "--iptables=false", "--ip-forward=false", "--bip", self.BIP,
+                "--default-ulimit", "nofile=20000:20000"]  # fmt: skip
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        self.names: list[str] = []
+
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dockerd exited {self.proc.returncode}; see dockerd.log")
+            probe = subprocess.run([*self.base, "version"], capture_output=True, check=False)
+            return probe.returncode == 0
+
+        wait_until(ready, timeout=60)
+        archive = root / "busybox.tar"
+        run(["skopeo", "copy", f"oci:{layout}:v1",
+             f"docker-archive:{archive}:bench/busybox:v1"])  # fmt: skip
+        run([*self.base, "load", "-i", str(archive)])
+        self.image = "bench/busybox:v1"
+
+    def start(self, index: int, port: int) -> tuple[float, float]:
+        name = f"d{index}-{secrets.token_hex(2)}"
+        argv = [*self.base, "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8080",
+                self.image, *HTTPD]  # fmt: skip
+        began = time.perf_counter()
+        run(argv)
+        running = time.perf_counter() - began
+        answers("127.0.0.1", port)
+        self.names.append(name)
+        return running, time.perf_counter() - began
+
+    def clear(self) -> None:
+        if self.names:
+            run([*self.base, "rm", "-f", *self.names])
+        self.names.clear()
+
+    def close(self) -> None:
+        try:
+            self.clear()
+        finally:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+            self.log.close()
+            with contextlib.suppress(Exception):
+                net.delete_link("docker0")
+            subprocess.run(["umount", "-R", "-l", str(self.root / "exec")],
+                           capture_output=True, check=False)  # fmt: skip
+            subprocess.run(["umount", "-R", "-l", str(self.root / "data")],
+                           capture_output=True, check=False)  # fmt: skip
+
+
 class BareRunc:
     """``runc run -d`` of one prepared bundle (own netns, no network): the floor."""
 
@@ -197,7 +273,7 @@ class BareRunc:
         self.clear()
 
 
-Tool = Berth | Podman | BareRunc
+Tool = Berth | Podman | Docker | BareRunc
 
 
 def sequential(tools: list[Tool], count: int, ports: Iterator[int]) -> tuple[Samples, Samples]:
@@ -239,6 +315,7 @@ def report(title: str, samples: Samples, names: list[str]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=50)
+    parser.add_argument("--no-docker", action="store_true", help="Do not measure docker.")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="berth-bench-start-"))
     os.chmod(root, 0o711)  # noqa: S103 -- the shifted container root traverses it
@@ -261,17 +338,24 @@ def main() -> int:
         tools.append(berth)
         print(f"agent RSS idle: {rss_kib(berth.proc.pid)} KiB")
         tools.append(Podman(root / "podman", layout))
-        tools.append(BareRunc(root / "runc", layout))
-        if shutil.which("dockerd") is None:
+        if args.no_docker:
+            print("docker: not measured (--no-docker)")
+        elif shutil.which("dockerd") is None or not Path("/usr/bin/docker").exists():
             print("docker: no dockerd installed here (apt-get install docker.io); not measured")
+        elif net.link_exists("docker0"):
+            print("docker: a docker0 bridge exists already (another dockerd?); not measured")
+        else:
+            tools.append(Docker(root / "docker", layout))
+        tools.append(BareRunc(root / "runc", layout))
         ports = iter(range(21000, 65000))
         names = [tool.name for tool in tools]
         running, healthy = sequential(tools, args.count, ports)
         report(f"{args.count} sequential starts: request -> running", running, names)
-        report(f"{args.count} sequential starts: request -> answering", healthy, names[:2])
+        answering = [name for name in names if name != "runc"]
+        report(f"{args.count} sequential starts: request -> answering", healthy, answering)
         running, healthy = concurrent(tools, args.count, ports)
         report(f"{args.count} concurrent starts: request -> running", running, names)
-        report(f"{args.count} concurrent starts: request -> answering", healthy, names[:2])
+        report(f"{args.count} concurrent starts: request -> answering", healthy, answering)
     finally:
         for tool in reversed(tools):
             with contextlib.suppress(Exception):

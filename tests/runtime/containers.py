@@ -93,3 +93,4 @@ def containers_with(
         yield made
     finally:
         made.cleanup()
+        made.runtime.close()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from runners.errors import RuntimeFailure, SubprocessError
+from runners.runtime import shim
 from runners.runtime.bundle import ContainerDir
 from runners.runtime.host import is_hybrid_cgroup_host
 from runners.runtime.layers import LayerStore
@@ -108,7 +109,7 @@ def test_delete_leaves_no_process_mount_or_runtime_state(
     running = runtime.start(cid, bundle)
     assert running.pid is not None
     assert runtime.list_ids() == [cid]
-    supervisor = int(bundle.shim_pid.read_text())
+    supervisor = int(bundle.shim_pid.read_text().split()[0])
 
     runtime.delete(cid, bundle)
     unmount_rootfs(bundle.rootfs)
@@ -138,16 +139,20 @@ def test_supervisor_outlives_its_starter_and_is_readopted(
     cid, bundle = containers.prepare("adopted", ("/bin/sh", "-c", "echo up; sleep 30"))
     first = containers.runtime
     running = first.start(cid, bundle)
-    supervisor = int(bundle.shim_pid.read_text())
+    supervisor = int(bundle.shim_pid.read_text().split()[0])
     # not our child: an agent restart does not take the container down
     ppid = int(Path(f"/proc/{supervisor}/stat").read_text().rsplit(")", 1)[1].split()[1])
     assert ppid != os.getpid()
 
+    # the fork server that made the supervisor goes away with its agent; the container stays
+    first.close()
+    assert shim.is_supervisor(bundle.shim_pid)
     # a new runtime object knows nothing but the directory, like a restarted agent
     again = RuncRuntime(first.commands)
     seen = again.status(cid, bundle)
     assert (seen.state, seen.pid) == (ContainerState.RUNNING, running.pid)
     stopped = again.stop(cid, bundle, signal.SIGKILL, timeout=10)
+    again.close()
     assert stopped.exit_code == 137
 
 

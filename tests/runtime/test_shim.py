@@ -23,7 +23,7 @@ def _supervise(directory: Path, *command: str, max_log_bytes: int = 1 << 20) -> 
     result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 0, result.stderr
     supervisor = int(result.stdout)
-    assert supervisor == int(bundle.shim_pid.read_text())
+    assert supervisor == int(bundle.shim_pid.read_text().split()[0])
     wait_until(lambda: bundle.read_exit() is not None, timeout=30)
     record = bundle.read_exit()
     assert record is not None
