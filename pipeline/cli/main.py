@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "image": ("pipeline.cli.image", "image", "Push, pull, inspect and list images in registries."),
     "apps": ("pipeline.cli.apps", "apps", "List watched apps with their latest build and release."),
     "builds": ("pipeline.cli.builds", "builds", "List builds (of an app), newest first."),
-    "logs": ("pipeline.cli.logs", "logs", "Show a build's log (--follow streams it)."),
+    "logs": ("pipeline.cli.logs", "logs", "Show a build's or an instance's log (--follow)."),
     "releases": ("pipeline.cli.releases", "releases", "List an app's releases."),
     "trigger": ("pipeline.cli.trigger", "trigger", "Build an app's branch head (or a commit) now."),
     "cluster": ("pipeline.cli.cluster", "cluster", "Simulate container hosts in namespaces."),
@@ -42,6 +42,23 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("pipeline.cli.containers", "run", "Run one container on one host, like docker run."),
     "ps": ("pipeline.cli.containers", "ps", "List a host's instances (containers)."),
     "exec": ("pipeline.cli.containers", "exec_", "Run a command inside a running instance."),
+    "status": ("pipeline.cli.status", "status", "Show what runs in every environment."),
+    "history": ("pipeline.cli.history", "history", "List what ran in an environment."),
+    "promote": ("pipeline.cli.promote", "promote", "Promote a release into an environment."),
+    "approve": (
+        "pipeline.cli.approve",
+        "approve",
+        "Approve the release running in an environment.",
+    ),
+    "lock": ("pipeline.cli.lock", "lock", "Stop promotions into an environment."),
+    "unlock": ("pipeline.cli.lock", "unlock", "Allow promotions into an environment again."),
+    "gate": ("pipeline.cli.gate", "gate", "Show gate results and their output."),
+    "rollback": ("pipeline.cli.rollout", "rollback", "Return an environment to its last release."),
+    "abort": ("pipeline.cli.rollout", "abort", "Abort a rollout: back to the stable release."),
+    "resume": ("pipeline.cli.rollout", "resume", "Continue a rollout past a pause."),
+    "retry": ("pipeline.cli.rollout", "retry", "Start an aborted rollout again."),
+    "url": ("pipeline.cli.url", "url", "Print an environment's entry address."),
+    "watch": ("pipeline.cli.watch", "watch", "Follow a rollout live until it ends."),
 }
 
 

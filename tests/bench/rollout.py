@@ -1,0 +1,147 @@
+"""Rollout benchmark: grey releases and rollback on a simulated cluster (run as root).
+
+On 10 simulated hosts with 2 instances each (20 replicas) of the demo app:
+
+- rollout time: ``start`` of a new release with steps 10 -> 50 -> 100 and no pauses,
+  until the rollout is completed (every instance replaced, all traffic on it);
+- rollback time: ``rollback`` from the command until 20 requests in a row through the
+  entry address are all answered by the old release;
+- traffic shares: one rollout paused at 10 % and 50 %, 2,000 requests (a new connection
+  each) through the entry address at each step.
+
+Medians of ``--rounds`` rounds (default 5). Goals: rollback <= 1 s, rollout <= 10 s,
+shares within +-2 points of the weight.
+
+    .venv/bin/python -m tests.bench.rollout [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from functools import partial
+
+from pipeline.store.events import cli_source
+from tests.bench.common import print_table
+from tests.helpers.procs import wait_until
+from tests.rollout.democluster import DemoCluster, Deployment, fetch, share
+
+ME = "bench"
+SOURCE = cli_source("bench")
+
+
+def _all_answer(d: Deployment, env: str, version: str, deadline: float) -> None:
+    address, port = d.entry(env)
+    stop = time.monotonic() + deadline
+    while time.monotonic() < stop:
+        if fetch(address, port, 20, deadline=5)[version] == 20:
+            return
+    raise TimeoutError(f"{env}: not all answers from {version} within {deadline}s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    cluster = DemoCluster.up(10, "10.248.0.0/24", "10.249.0.0/16")
+    replicas = 20
+    environments: list[dict[str, object]] = [
+        {
+            "name": "fast",
+            "replicas": replicas,
+            "rollout": {
+                "steps": [{"set_weight": 10}, {"set_weight": 50}, {"set_weight": 100}],
+                "max_surge": "100%",
+            },
+        },
+        {
+            "name": "paused",
+            "replicas": replicas,
+            "rollout": {
+                "steps": [
+                    {"set_weight": 10},
+                    {"pause": {}},
+                    {"set_weight": 50},
+                    {"pause": {}},
+                    {"set_weight": 100},
+                ],
+                "max_surge": "100%",
+            },
+        },
+    ]
+    d = Deployment.create(cluster, "bench", environments)
+    try:
+        d.service.start_background(0.05)
+        v1, v2 = d.releases["v1"], d.releases["v2"]
+        for env in ("fast", "paused"):
+            d.service.start(d.app, env, v1, actor=ME, source=SOURCE)
+            assert d.wait_finished(env, timeout=120) == "completed"
+
+        shares: list[list[str]] = []
+        d.service.start(d.app, "paused", v2, actor=ME, source=SOURCE)
+        address, port = d.entry("paused")
+        for step_index, weight in ((1, 10), (3, 50)):
+            wait_until(partial(_at, d, "paused", step_index), timeout=120, interval=0.05)
+            answers = fetch(address, port, 2000)
+            measured = share(answers, "v2")
+            shares.append(
+                [
+                    f"{weight} %",
+                    f"{measured:.1f} %",
+                    f"{measured - weight:+.1f}",
+                    str(answers["error"]),
+                ]
+            )
+            d.service.resume(d.app, "paused", actor=ME, source=SOURCE)
+        assert d.wait_finished("paused", timeout=120) == "completed"
+
+        rollout_times: list[float] = []
+        rollback_times: list[float] = []
+        current, other = v1, v2
+        names = {v1: "v1", v2: "v2"}
+        for _ in range(args.rounds):
+            began = time.perf_counter()
+            d.service.start(d.app, "fast", other, actor=ME, source=SOURCE)
+            assert d.wait_finished("fast", timeout=120) == "completed"
+            rollout_times.append(time.perf_counter() - began)
+            began = time.perf_counter()
+            d.service.rollback(d.app, "fast", actor=ME, source=SOURCE)
+            _all_answer(d, "fast", names[current], deadline=60)
+            rollback_times.append(time.perf_counter() - began)
+            assert d.wait_finished("fast", timeout=120) == "rolled_back"
+            d.store.set_pinned(d.app, "fast", False)
+        print_table(
+            "Traffic share of the new release (2,000 requests per step, new connection each)",
+            ["weight", "measured", "difference (points)", "failed requests"],
+            shares,
+        )
+        print_table(
+            f"Rollout on 10 hosts x 2 instances (median of {args.rounds})",
+            ["what", "median", "all rounds"],
+            [
+                [
+                    "rollout 0 -> 10 -> 50 -> 100",
+                    f"{statistics.median(rollout_times):.2f} s",
+                    " ".join(f"{t:.2f}" for t in rollout_times),
+                ],
+                [
+                    "rollback, command -> 100 % old",
+                    f"{statistics.median(rollback_times):.2f} s",
+                    " ".join(f"{t:.2f}" for t in rollback_times),
+                ],
+            ],
+        )
+    finally:
+        d.close()
+        cluster.down()
+    return 0
+
+
+def _at(d: Deployment, env: str, step_index: int) -> bool:
+    rollout = d.store.get_current_rollout(d.app, env)
+    return rollout is not None and rollout.phase == "paused" and rollout.step_index == step_index
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
