@@ -1,9 +1,13 @@
 """The control plane's application factory: one Starlette app for ``berth serve``.
 
 It serves ``/healthz``, ``/metrics``, the embedded OCI registry at ``/v2/``, the webhook
-endpoints (``/hooks/...``) and the REST API (``/api/v1``). Its lifespan recovers builds a
-previous life left behind, starts the build workers and the scheduler, and on shutdown
-stops the scheduler and lets running builds finish (or marks them interrupted).
+endpoints (``/hooks/...``), the chat slash commands (``/hooks/slack``,
+``/hooks/mattermost``), the REST API (``/api/v1``, with the deploy endpoints) and the
+dashboard (``/``, read access with an API token: :mod:`pipeline.web`). Its
+lifespan recovers builds a previous life left behind, starts the build workers, the
+scheduler and delivery (gates, rollouts, release feed, notifications: see
+:mod:`pipeline.delivery`), and on shutdown stops them and lets running builds finish
+(or marks them interrupted).
 Objects are built by the caller (``berth serve`` through :func:`plane_from_settings`) and
 passed in; nothing happens at import.
 """
@@ -25,9 +29,13 @@ from starlette.routing import BaseRoute, Route
 
 from pipeline.api.auth import ApiCredential, TokenAuth
 from pipeline.api.routes import RestAPI
+from pipeline.chatops.notify import Poster
+from pipeline.delivery import Delivery, DeployBackend, Engine, SwitchBackend, delivery_from_settings
 from pipeline.git import GitMirror, GitRemote
 from pipeline.hooks.endpoint import HookTarget, WebhookHandler
+from pipeline.logs import secret_filter
 from pipeline.metrics import Metrics
+from pipeline.promote.gates import GateRunner, ProcessGateRunner
 from pipeline.queue.builder import ImageBuilder
 from pipeline.queue.job import BuildJob, WatchedApp
 from pipeline.queue.logs import BuildLogs
@@ -37,7 +45,8 @@ from pipeline.registry.api.app import RegistryAPI, registry_routes
 from pipeline.scheduler import Scheduler
 from pipeline.secrets import Secrets
 from pipeline.settings import Settings
-from pipeline.store import BuildState, Store
+from pipeline.store import BuildState, Release, Store
+from pipeline.web import HostInventory, StoreDashboardSource, TrafficCounters, web_routes
 from runners.oci.auth import Credentials, CredentialStore
 from runners.oci.client import RegistryClient, RegistryOptions
 
@@ -54,6 +63,9 @@ class ControlPlane:
     api: RestAPI | None = None
     workers: BuildWorkers | None = None
     scheduler: Scheduler | None = None
+    delivery: Delivery | None = None
+    web: tuple[BaseRoute, ...] = ()
+    """The dashboard's routes; mounted last, as they take ``/``."""
 
 
 def _store_ok(store: Store) -> bool:
@@ -98,10 +110,14 @@ def create_app(plane: ControlPlane) -> Starlette:
     ]
     if plane.registry is not None:
         routes += registry_routes(plane.registry)
+    if plane.delivery is not None:
+        # before the git webhooks, whose /hooks/{provider} would take /hooks/slack
+        routes += plane.delivery.routes()
     if plane.hooks is not None:
         routes += plane.hooks.routes()
     if plane.api is not None:
         routes += plane.api.routes()
+    routes += plane.web
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -113,9 +129,13 @@ def create_app(plane: ControlPlane) -> Starlette:
             plane.workers.start()
         if plane.scheduler is not None:
             plane.scheduler.start()
+        if plane.delivery is not None:
+            await asyncio.to_thread(plane.delivery.start)
         try:
             yield
         finally:
+            if plane.delivery is not None:
+                await asyncio.to_thread(plane.delivery.stop)
             if plane.scheduler is not None:
                 await asyncio.to_thread(plane.scheduler.stop)
             if plane.workers is not None:
@@ -142,6 +162,19 @@ class PlaneOptions:
     """Run the scheduler's git polls."""
     cache_dir: Path | None = None
     """The Dockerfile builder's cache and local image store (default: DATA/build-cache)."""
+    backend: DeployBackend | None = None
+    """Where promotions roll out (default: :class:`~pipeline.delivery.SwitchBackend`,
+    releases switch at once without hosts)."""
+    engine: Engine | None = None
+    """The backend's reconcile loop, started and stopped with the control plane."""
+    gate_runner: GateRunner | None = None
+    """Runs functional-gate containers (default: a local process)."""
+    poster: Poster | None = None
+    """Posts chat outcomes and notifications (default: plain HTTPS with retries)."""
+    traffic: TrafficCounters | None = None
+    """The routers' live connection counters, for the dashboard's rollouts."""
+    inventory: HostInventory | None = None
+    """The hosts' instances, for the dashboard's host list."""
 
 
 def image_registry(settings: Settings, listen: Sequence[tuple[str, int]]) -> str:
@@ -218,6 +251,21 @@ def plane_from_settings(
     service = BuildService(store, apps, workers, supersede=opts.supersede)
     service.register_apps()
     intervals = {app.name: app.poll_interval for app in settings.apps}
+
+    def image_at_digest(release: Release) -> str:
+        return f"{registry_host}/{namespace}/{release.app}@{release.digest}"
+
+    delivery = delivery_from_settings(
+        settings,
+        secrets,
+        store,
+        backend=opts.backend or SwitchBackend(store),
+        gate_runner=opts.gate_runner or ProcessGateRunner(),
+        image_reference=image_at_digest,
+        mask=secret_filter.mask,
+        engine=opts.engine,
+        poster=opts.poster,
+    )
     auth = TokenAuth(
         ApiCredential(t.name, secrets[t.token], frozenset(t.scopes)) for t in settings.api_tokens
     )
@@ -229,8 +277,16 @@ def plane_from_settings(
         intervals=intervals,
         hooks=targets,
         workers=workers,
+        extensions=[delivery.api],
     )
     scheduler = Scheduler(service, intervals, metrics=metrics) if opts.poll else None
+    dashboard = StoreDashboardSource(
+        store,
+        promotion=delivery.service,
+        logs=job.logs,
+        traffic=opts.traffic,
+        inventory=opts.inventory,
+    )
     return ControlPlane(
         store,
         version,
@@ -240,6 +296,8 @@ def plane_from_settings(
         api=api,
         workers=workers,
         scheduler=scheduler,
+        delivery=delivery,
+        web=tuple(web_routes(dashboard, auth)),
     )
 
 

@@ -72,6 +72,7 @@ __all__ = [
     "Host",
     "ListenAddress",
     "MattermostSettings",
+    "Notification",
     "Registry",
     "Settings",
     "SlackSettings",
@@ -378,11 +379,25 @@ class MattermostSettings(ConfigModel):
     """Mattermost user id -> berth identity."""
 
 
+class Notification(ConfigModel):
+    """A Slack/Mattermost-compatible incoming webhook told about builds that failed,
+    releases entering environments, gate results, approvals needed and rollouts."""
+
+    url: SecretSource
+    """The webhook URL (it carries the chat's token, so it is a secret)."""
+    apps: tuple[Name, ...] = ()
+    """Only events of these apps (empty: every app)."""
+    environments: tuple[Name, ...] = ()
+    """Only events of these environments (empty: every environment)."""
+
+
 class ChatOps(ConfigModel):
     """Chat-ops integrations (all optional)."""
 
     slack: SlackSettings | None = None
     mattermost: MattermostSettings | None = None
+    notifications: tuple[Notification, ...] = ()
+    """Incoming webhooks that hear about what happens (none: no notifications)."""
 
 
 class ApiToken(ConfigModel):
@@ -547,6 +562,28 @@ def _cross_checks(settings: Settings) -> list[tuple[KeyPath, str]]:
             ((*here, "rollout", "steps", *path), message)
             for path, message in check_steps(environment.rollout.steps)
         ]
+    problems += _notification_problems(settings)
+    return problems
+
+
+def _notification_problems(settings: Settings) -> list[tuple[KeyPath, str]]:
+    apps = {a.name for a in settings.apps}
+    envs = {e.name for e in settings.environments}
+    problems: list[tuple[KeyPath, str]] = []
+    for index, target in enumerate(settings.chatops.notifications):
+        here: KeyPath = ("chatops", "notifications", index)
+        for position, name in enumerate(target.apps):
+            if name not in apps:
+                known = ", ".join(sorted(apps)) or "none"
+                problems.append(((*here, "apps", position), f"no app {name} (apps: {known})"))
+        for position, name in enumerate(target.environments):
+            if name not in envs:
+                problems.append(
+                    (
+                        (*here, "environments", position),
+                        f"no environment {name} (environments: {', '.join(sorted(envs))})",
+                    )
+                )
     return problems
 
 

@@ -1,4 +1,5 @@
-"""The REST API under ``/api/v1``: apps, builds, build logs, releases, events, triggers.
+"""The REST API under ``/api/v1``: apps, builds, build logs, releases, events, triggers
+(and, as an extension, the deploy endpoints of :mod:`pipeline.api.deploy`).
 
 Each endpoint is an :class:`~pipeline.api.openapi.Operation`; :meth:`RestAPI.routes`
 wraps every handler with the token check of its scope and the translation of berth
@@ -10,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
@@ -38,6 +39,7 @@ from pipeline.api.openapi import Operation, Param, openapi_document
 from pipeline.errors import BerthError
 from pipeline.git.mirror import GitError
 from pipeline.hooks.endpoint import HookTarget
+from pipeline.promote.errors import PromotionRefused
 from pipeline.queue.logs import BuildLogs
 from pipeline.queue.service import BuildService, UnknownApp
 from pipeline.queue.workers import BuildWorkers
@@ -62,6 +64,27 @@ _LIMIT = Param(
     "limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}, "Page size (100)"
 )
 _BEFORE = Param("before", "query", _ID, "Only objects with a smaller id (paging back)")
+
+
+class Extension(Protocol):
+    """More operations for the same API (the deploy endpoints, say)."""
+
+    def operations(self) -> list[Operation]: ...
+
+
+def refusal_status(refused: PromotionRefused) -> tuple[int, str]:
+    """HTTP status and error code of a promotion refusal."""
+    return _REFUSAL_STATUS.get(refused.refusal, (409, "refused"))
+
+
+_REFUSAL_STATUS = {
+    "forbidden": (403, "forbidden"),
+    "unknown": (404, "not_found"),
+    "locked": (409, "locked"),
+    "conflict": (409, "conflict"),
+    "not-passed": (409, "not_passed"),
+    "invalid": (400, "bad_request"),
+}
 
 
 def _json(model: BaseModel, status: int = 200) -> Response:
@@ -110,6 +133,7 @@ class RestAPI:
         intervals: Mapping[str, timedelta] | None = None,
         hooks: Mapping[str, HookTarget] | None = None,
         workers: BuildWorkers | None = None,
+        extensions: Sequence[Extension] = (),
     ) -> None:
         self.service = service
         self.store = service.store
@@ -120,6 +144,8 @@ class RestAPI:
         self.hooks = dict(hooks or {})
         self.workers = workers
         self.operations = self._operations()
+        for extension in extensions:
+            self.operations += extension.operations()
         self.document = openapi_document(self.operations, version=version)
 
     # --- wiring --------------------------------------------------------------------
@@ -142,6 +168,9 @@ class RestAPI:
                 return await op.handler(request, principal)
             except HTTPProblem as problem:
                 return problem.response()
+            except PromotionRefused as refused:
+                status, code = refusal_status(refused)
+                return error_response(status, code, str(refused))
             except (NotFoundError, UnknownApp) as exc:
                 return error_response(404, "not_found", str(exc))
             except ConflictError as exc:
@@ -286,7 +315,7 @@ class RestAPI:
     async def trigger(self, request: Request, principal: Principal | None) -> Response:
         assert principal is not None
         name = str(request.path_params["app"])
-        body = await _read_model(request, TriggerIn)
+        body = await read_model(request, TriggerIn)
         self._known_app(name)
         result = await asyncio.to_thread(
             self.service.trigger,
@@ -389,7 +418,7 @@ class RestAPI:
             raise HTTPProblem(404, "not_found", f"unknown app {name!r}: it is not watched")
 
 
-async def _read_model(request: Request, model: type[T]) -> T:
+async def read_model(request: Request, model: type[T]) -> T:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
         raise HTTPProblem(413, "too_large", f"the body is larger than {MAX_BODY} bytes")

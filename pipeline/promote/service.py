@@ -464,6 +464,38 @@ class PromotionService:
             self.auto_promote(app)
         return released
 
+    def require_rollback_target(self, app: str, env: str, release: int) -> None:
+        """Refuse a rollback of ``env`` to ``release`` unless that release of ``app`` ran
+        there before: a rollback skips the gates, so it must not carry a release past
+        environments it never passed."""
+        found = self.store.get_release(release)
+        if found.app != app:
+            raise PromotionRefused(
+                f"release {release} belongs to {found.app}, not {app}",
+                refusal=Refusal.INVALID.value,
+            )
+        facts = self.facts(app)
+        position = facts.index(env)
+        if position is None or release not in facts.environments[position].entered:
+            raise PromotionRefused(
+                f"cannot roll {app} in {env} back to release {release}: it never ran there; "
+                f"promote it instead (berth promote {app} --to {env} --release {release})",
+                refusal=Refusal.CONFLICT.value,
+            )
+
+    def require_operator(self, actor: Actor, app: str, env: str, verb: str) -> None:
+        """Refuse unless ``actor`` may steer rollouts of ``app`` in ``env`` (rollback,
+        abort, resume, retry): the deploy scope and, where the environment names its
+        approvers, being one of them (or admin)."""
+        self._may_change(actor, app, env, verb)
+        approvers = self.environment(env).approval.approvers
+        if approvers and actor.identity not in approvers and not actor.allows("admin"):
+            raise PromotionRefused(
+                f"cannot {verb} {app} in {env}: only {', '.join(approvers)} (or an admin) "
+                f"may do that there, not {actor.identity}",
+                refusal=Refusal.FORBIDDEN.value,
+            )
+
     def _may_change(self, actor: Actor, app: str, env: str, verb: str) -> None:
         self.require_app(app)
         self.environment(env)
