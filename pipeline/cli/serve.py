@@ -83,8 +83,15 @@ def _engine_parts(
         return f"{registry}/{namespace}/{release.app}@{release.digest}"
 
     router = NftRouter()
+    # the environments' secrets reach the agents in the instance spec, nothing else
     service = RolloutService(
-        store, settings, hosts, router, image_reference=image_reference, entries=entries
+        store,
+        settings,
+        hosts,
+        router,
+        image_reference=image_reference,
+        entries=entries,
+        secrets=secrets,
     )
     return EngineParts(service, hosts, router, extra)
 

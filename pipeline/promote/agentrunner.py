@@ -22,6 +22,7 @@ __all__ = ["AgentGateRunner", "GateHost"]
 
 POLL_INTERVAL = 0.5
 LOG_TAIL = 2000
+UNKNOWN_EXIT_POLLS = 10
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class AgentGateRunner:
             "env": dict(job.env),
             "labels": {"berth.gate": "true"},
             "restart": {"policy": "no"},
-            "stop_timeout": 5.0,
+            "stop_timeout": 2.0,
         }
         try:
             host.client.put_instance(job.name, spec)
@@ -84,6 +85,7 @@ class AgentGateRunner:
 
     def _wait(self, host: GateHost, job: ContainerRun) -> int | None:
         deadline = self._clock() + job.timeout
+        unknown = 0
         while True:
             try:
                 view = host.client.instance(job.name)
@@ -93,7 +95,13 @@ class AgentGateRunner:
                 code = view.get("exit_code")
                 if code is None:
                     code = view.get("last_exit_code")
-                return int(code) if isinstance(code, int) else 255
+                if isinstance(code, int):
+                    return code
+                # the agent may see the process gone a moment before its exit status is
+                # recorded; a code that never comes is reported as 255
+                unknown += 1
+                if unknown > UNKNOWN_EXIT_POLLS:
+                    return 255
             if self._clock() >= deadline:
                 return None
             self._sleep(self._poll)

@@ -37,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cluster", required=True, type=Path, help="Cluster data directory.")
     parser.add_argument("--registry", required=True, help="HOST:PORT images are pulled from.")
     parser.add_argument("--interval", type=float, default=0.5, help="Seconds between passes.")
+    parser.add_argument(
+        "--standby",
+        type=float,
+        default=30.0,
+        help="Seconds the previous release stays running after a rollout, for fast rollback.",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     registry = str(args.registry)
@@ -55,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             NftRouter(),
             image_reference=image_reference,
             entries=EntryAddresses.for_cluster(args.cluster),
+            standby=args.standby,
         )
     except BerthError as exc:
         print(f"error: {exc}", file=sys.stderr)

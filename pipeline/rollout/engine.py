@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from pipeline.appspec import AppSpec
@@ -39,6 +40,8 @@ from pipeline.rollout.instances import instance_spec, observation, observed_inst
 from pipeline.rollout.machine import transition
 from pipeline.rollout.model import Phase, RolloutState
 from pipeline.rollout.placement import eligible_hosts
+from pipeline.rollout.standby import parked_during, without
+from pipeline.secrets import Secret, SecretSource
 from pipeline.settings import Environment, Settings
 from pipeline.store import Store
 from pipeline.store.clock import Clock
@@ -96,6 +99,8 @@ class Engine:
         entries: EntryAddresses | None = None,
         analyser: Analyser | None = None,
         keep_releases: int = 3,
+        secrets: Mapping[SecretSource, Secret] | None = None,
+        standby: timedelta = timedelta(0),
     ) -> None:
         self.store = store
         self.settings = settings
@@ -106,6 +111,8 @@ class Engine:
         self.entries = entries
         self.analyser = analyser or Analyser()
         self.keep_releases = keep_releases
+        self.secrets: Mapping[SecretSource, Secret] = secrets or {}
+        self.standby = standby
         self._releases: dict[int, Release] = {}
         self._specs: dict[int, AppSpec] = {}
         self._prepared: set[int] = set()
@@ -174,6 +181,9 @@ class Engine:
                 if s.instances is not None and not s.lost
             },
         )
+        # Parked instances are kept for a rollback, not part of the rollout: the machine
+        # sees the old stable gone once the canary has all the traffic.
+        seen = without(instances, parked_during(state, self.standby))
         # A host that missed a heartbeat but is not yet lost may still run instances:
         # its silence is no fact to decide on.
         complete = all(
@@ -187,14 +197,14 @@ class Engine:
             if s.lost and n in eligible and n not in state.lost_hosts
         ]
         if complete:
-            events.append(InstancesObserved(observation(now, instances)))
+            events.append(InstancesObserved(observation(now, seen)))
         events.append(Tick())
         new, actions = state, list[Action]()
         for event in events:
             new, more = transition(new, event, now)
             actions += more
         port = self._port(new)
-        measured = self.analyser.due(rollout.id, new, instances, port, now)
+        measured = self.analyser.due(rollout.id, new, seen, port, now)
         if measured is not None:
             new, more = transition(new, measured, now)
             actions += more
@@ -213,7 +223,7 @@ class Engine:
         outcome.retry = next((a.release for a in actions if isinstance(a, RetryRollout)), None)
         if complete:
             self._prepare(rollout.id, new, snapshots, eligible)
-            self.converge(new, instances, snapshots)
+            self.converge(new, without(instances, parked_during(new, self.standby)), snapshots)
         return outcome
 
     def converge(
@@ -245,7 +255,25 @@ class Engine:
             image=self.image_reference(self.release(release_id)),
             spec=self.appspec(release_id),
             variables=self.environment(env).variables,
+            secrets=self.secret_values(env),
         )
+
+    def secret_values(self, env: str) -> dict[str, str]:
+        """The environment's secrets by variable name, revealed for the agent's spec only."""
+        values: dict[str, str] = {}
+        missing: list[str] = []
+        for name, source in sorted(self.environment(env).secrets.items()):
+            secret = self.secrets.get(source)
+            if secret is None:
+                missing.append(f"{name} ({source.describe()})")
+            else:
+                values[name] = secret.reveal()
+        if missing:
+            raise RolloutError(
+                f"environment {env!r}: secret(s) {', '.join(missing)} were not resolved; "
+                "berth serve resolves them at start, so restart it with the sources readable"
+            )
+        return values
 
     def entry_address(self, app: str, env: str) -> Any:
         if self.entries is None:

@@ -3,7 +3,8 @@
 - :func:`instance_spec` is the agent's instance spec for one release in one environment:
   the image by digest, the environment's variables under the app's own for it, the
   port, health probe and resources of the app spec, and labels naming app, environment
-  and release. Secrets are not part of it: they are injected at start, never stored.
+  and release. The environment's secrets join the variables here, at start: the spec goes
+  to the agent and nowhere else (never to the store, an event or a log).
 - :func:`observed_instances` picks an environment's instances out of the agents'
   inventories (by those labels) and :func:`observation` sums them per release into the
   machine's :class:`~pipeline.rollout.model.Observation`.
@@ -70,10 +71,12 @@ def instance_spec(
     image: str,
     spec: AppSpec,
     variables: Mapping[str, str],
+    secrets: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The agent's spec for an instance of ``release`` (``image`` names it by digest)."""
+    """The agent's spec for an instance of ``release`` (``image`` names it by digest);
+    ``secrets`` (name -> revealed value) win over variables of the same name."""
     run = spec.run
-    env_vars = {**dict(variables), **dict(run.variables.get(env, {}))}
+    env_vars = {**dict(variables), **dict(run.variables.get(env, {})), **dict(secrets or {})}
     doc: dict[str, Any] = {
         "image": image,
         "env": dict(sorted(env_vars.items())),

@@ -14,6 +14,7 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from pipeline.errors import BerthError
@@ -54,6 +55,8 @@ from pipeline.rollout.model import (
 )
 from pipeline.rollout.nftrouter import Router
 from pipeline.rollout.placement import eligible_hosts
+from pipeline.rollout.standby import parked_after, without
+from pipeline.secrets import Secret, SecretSource
 from pipeline.settings import Settings
 from pipeline.store import Store
 from pipeline.store.clock import Clock, SystemClock
@@ -133,7 +136,14 @@ class EnvironmentView:
 
 
 class RolloutService:
-    """Grey releases on the hosts; implements promotion's ``Rollouts`` and ``EntryPoints``."""
+    """Grey releases on the hosts; implements promotion's ``Rollouts`` and ``EntryPoints``.
+
+    ``secrets`` (resolved at ``berth serve`` start) become the instances' environment
+    variables named by each environment's ``secrets:``. ``standby`` seconds after a
+    rollout completes, the previous release's instances still run out of the router
+    (:mod:`~pipeline.rollout.standby`), so a rollback in that time is a router switch;
+    0 stops them with the last step.
+    """
 
     def __init__(
         self,
@@ -149,6 +159,8 @@ class RolloutService:
         analyser: Analyser | None = None,
         keep_releases: int = 3,
         drain: float = 0.2,
+        secrets: Mapping[SecretSource, Secret] | None = None,
+        standby: float = 30.0,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -157,6 +169,7 @@ class RolloutService:
         self.clock = clock or SystemClock()
         self.on_reached = on_reached
         self.entries = entries
+        self.standby = timedelta(seconds=standby)
         self.engine = Engine(
             store,
             settings,
@@ -167,6 +180,8 @@ class RolloutService:
             entries=entries,
             analyser=analyser,
             keep_releases=keep_releases,
+            secrets=secrets,
+            standby=self.standby,
         )
         self._lock = threading.RLock()
         self._wake = threading.Event()
@@ -266,6 +281,9 @@ class RolloutService:
             now = self.clock.now()
             state, actions = transition(state, Rollback(_id("rollback"), target, actor), now)
             rollout = self._insert(app, env, target, stable, state, actions, actor, source)
+            # a fresh look: the target's parked instances take the traffic in this very pass
+            # if they are healthy now, not as they were at the last tick
+            self._snapshots = self.hosts.poll()
             self._run(rollout)
         self.wake()
         return RolloutView.of(self.store.get_rollout(rollout.id))
@@ -533,7 +551,10 @@ class RolloutService:
             s.instances is None and not s.lost for n, s in self._snapshots.items() if n in eligible
         ):
             return
-        instances = observed_instances(app, env, inventories)
+        parked = parked_after(
+            self.store.get_current_rollout(app, env), self.clock.now(), self.standby
+        )
+        instances = without(observed_instances(app, env, inventories), parked)
         if stable is None:
             desired = Desired(app, env, {}, {})
             target_port = None

@@ -5,7 +5,9 @@ On 10 simulated hosts with 2 instances each (20 replicas) of the demo app:
 - rollout time: ``start`` of a new release with steps 10 -> 50 -> 100 and no pauses,
   until the rollout is completed (every instance replaced, all traffic on it);
 - rollback time: ``rollback`` from the command until 20 requests in a row through the
-  entry address are all answered by the old release;
+  entry address are all answered by the old release; *warm* within the standby window
+  (the old release's instances still run, out of the router: a router switch), *cold*
+  with ``standby=0`` (its 20 instances start again from the images pinned on the hosts);
 - traffic shares: one rollout paused at 10 % and 50 %, 2,000 requests (a new connection
   each) through the entry address at each step.
 
@@ -70,8 +72,10 @@ def main() -> int:
             },
         },
     ]
-    d = Deployment.create(cluster, "bench", environments)
+    d = Deployment.create(cluster, "bench", environments, standby=60.0)
+    cold = Deployment.create(cluster, "benchcold", environments[:1], standby=0.0)
     try:
+        cold.service.start_background(0.05)
         d.service.start_background(0.05)
         v1, v2 = d.releases["v1"], d.releases["v2"]
         for env in ("fast", "paused"):
@@ -96,21 +100,10 @@ def main() -> int:
             d.service.resume(d.app, "paused", actor=ME, source=SOURCE)
         assert d.wait_finished("paused", timeout=120) == "completed"
 
-        rollout_times: list[float] = []
-        rollback_times: list[float] = []
-        current, other = v1, v2
-        names = {v1: "v1", v2: "v2"}
-        for _ in range(args.rounds):
-            began = time.perf_counter()
-            d.service.start(d.app, "fast", other, actor=ME, source=SOURCE)
-            assert d.wait_finished("fast", timeout=120) == "completed"
-            rollout_times.append(time.perf_counter() - began)
-            began = time.perf_counter()
-            d.service.rollback(d.app, "fast", actor=ME, source=SOURCE)
-            _all_answer(d, "fast", names[current], deadline=60)
-            rollback_times.append(time.perf_counter() - began)
-            assert d.wait_finished("fast", timeout=120) == "rolled_back"
-            d.store.set_pinned(d.app, "fast", False)
+        rollout_times, rollback_times = _rounds(d, args.rounds)
+        cold.service.start(cold.app, "fast", v1, actor=ME, source=SOURCE)
+        assert cold.wait_finished("fast", timeout=120) == "completed"
+        _, cold_times = _rounds(cold, args.rounds)
         print_table(
             "Traffic share of the new release (2,000 requests per step, new connection each)",
             ["weight", "measured", "difference (points)", "failed requests"],
@@ -126,16 +119,42 @@ def main() -> int:
                     " ".join(f"{t:.2f}" for t in rollout_times),
                 ],
                 [
-                    "rollback, command -> 100 % old",
+                    "rollback, command -> 100 % old (warm: in the standby window)",
                     f"{statistics.median(rollback_times):.2f} s",
                     " ".join(f"{t:.2f}" for t in rollback_times),
+                ],
+                [
+                    "rollback, command -> 100 % old (cold: standby 0)",
+                    f"{statistics.median(cold_times):.2f} s",
+                    " ".join(f"{t:.2f}" for t in cold_times),
                 ],
             ],
         )
     finally:
+        cold.close()
         d.close()
         cluster.down()
     return 0
+
+
+def _rounds(d: Deployment, rounds: int) -> tuple[list[float], list[float]]:
+    """Roll v2 out and back ``rounds`` times; (rollout times, rollback times)."""
+    v1, v2 = d.releases["v1"], d.releases["v2"]
+    rollout_times: list[float] = []
+    rollback_times: list[float] = []
+    for _ in range(rounds):
+        began = time.perf_counter()
+        d.service.start(d.app, "fast", v2, actor=ME, source=SOURCE)
+        assert d.wait_finished("fast", timeout=120) == "completed"
+        rollout_times.append(time.perf_counter() - began)
+        began = time.perf_counter()
+        d.service.rollback(d.app, "fast", actor=ME, source=SOURCE)
+        _all_answer(d, "fast", "v1", deadline=60)
+        rollback_times.append(time.perf_counter() - began)
+        assert d.wait_finished("fast", timeout=120) == "rolled_back"
+        assert d.store.get_environment(d.app, "fast").stable_release_id == v1
+        d.store.set_pinned(d.app, "fast", False)
+    return rollout_times, rollback_times
 
 
 def _at(d: Deployment, env: str, step_index: int) -> bool:

@@ -22,6 +22,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -34,7 +35,7 @@ from pipeline.rollout.entry import EntryAddresses
 from pipeline.rollout.hosts import HostDirectory
 from pipeline.rollout.nftrouter import NftRouter
 from pipeline.rollout.service import RolloutService
-from pipeline.settings import Settings, parse_settings
+from pipeline.settings import Settings, parse_settings, resolve_secrets
 from pipeline.store import Store
 from pipeline.store.releases import Release
 from runners.cluster import cluster_down, cluster_up, default_agent_argv, spawn_in_netns
@@ -204,12 +205,17 @@ class Deployment:
         environments: list[dict[str, object]],
         *,
         analyser: Analyser | None = None,
+        standby: float = 0.0,
+        environ: Mapping[str, str] | None = None,
     ) -> Deployment:
+        """``environ`` stands in for ``berth serve``'s environment when the environments
+        name secrets ``{env: VAR}``; ``standby`` as :class:`RolloutService` takes it."""
         work = cluster.root / app
         work.mkdir()
         config = work / "berth.yml"
         config.write_text(settings_text(work, len(cluster.state.plan.hosts), environments))
         settings = parse_settings(config.read_text())
+        secrets = resolve_secrets(settings, environ or {})
         store_url = f"sqlite:///{work / 'berth.db'}"
         store = Store.open(store_url)
         store.upsert_app(app, f"file://{work}/repo", "main")
@@ -228,6 +234,8 @@ class Deployment:
             entries=EntryAddresses.for_cluster(cluster.cluster_dir),
             analyser=analyser,
             drain=0.1,
+            secrets=secrets,
+            standby=standby,
         )
         return cls(cluster, app, store, settings, service, hosts, releases, config, store_url)
 

@@ -6,13 +6,17 @@ its own app, state store and environment, and retires what it made.
 
 from __future__ import annotations
 
+import json
+import logging
 import sys
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import MetaData, select
 
 from pipeline.store.events import cli_source
 from tests.helpers.procs import ProcessLauncher, wait_until
@@ -200,7 +204,7 @@ def test_engine_killed_mid_rollout_resumes_without_duplicates(
     argv = [
         sys.executable, "-m", "pipeline.rollout", "--store", d.store_url,
         "--config", str(d.config), "--cluster", str(demo.cluster_dir),
-        "--registry", demo.registry, "--interval", "0.1",
+        "--registry", demo.registry, "--interval", "0.1", "--standby", "0",
     ]  # fmt: skip
     engine = launcher.start(argv, name="engine", cwd=Path.cwd())
     first_release(d, "crash")
@@ -219,6 +223,82 @@ def test_engine_killed_mid_rollout_resumes_without_duplicates(
     assert {(release, healthy) for _, _, release, healthy in running} == {(d.releases["v2"], True)}
     address, port = d.entry("crash")
     assert fetch(address, port, 50) == Counter({"v2": 50})
+
+
+def test_rollback_in_the_standby_window_switches_the_router_only(
+    demo: DemoCluster, deploy: list[Deployment]
+) -> None:
+    d = Deployment.create(
+        demo,
+        "warm",
+        # a surge of 100 % keeps every old instance until the new ones take the traffic
+        [environment("warm", 3, [{"set_weight": 100}], max_surge="100%")],
+        standby=60.0,
+    )
+    deploy.append(d)
+    d.service.start_background(0.1)
+    first_release(d, "warm")
+    v1, v2 = d.releases["v1"], d.releases["v2"]
+    d.service.start(d.app, "warm", v2, actor=ME, source=SOURCE)
+    assert d.wait_finished("warm") == "completed"
+    address, port = d.entry("warm")
+    assert fetch(address, port, 30) == Counter({"v2": 30})
+    # the old release stands by: running, healthy, out of the router
+    parked = {i for _, i, release, healthy in d.instances("warm") if release == v1 and healthy}
+    assert len(parked) == 3
+
+    d.service.rollback(d.app, "warm", actor=ME, source=SOURCE)
+    # the command itself switched the router to the standing instances
+    assert fetch(address, port, 30) == Counter({"v1": 30})
+    assert d.wait_finished("warm") == "rolled_back"
+
+    def only_v1() -> bool:
+        return {(i, r) for _, i, r, _ in d.instances("warm")} == {(i, v1) for i in parked}
+
+    wait_until(only_v1, timeout=30)  # the same instances, none started again
+    assert d.store.get_environment(d.app, "warm").stable_release_id == v1
+
+
+def test_secrets_reach_the_container_and_nowhere_else(
+    demo: DemoCluster, deploy: list[Deployment], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    value = f"s3cret-{uuid.uuid4().hex}"
+    env = {
+        **environment("vault", 2, [{"set_weight": 100}]),
+        "variables": {"GREETING": "hello"},
+        "secrets": {"API_KEY": {"env": "VAULT_API_KEY"}},
+    }
+    d = Deployment.create(demo, "vault", [env], environ={"VAULT_API_KEY": value})
+    deploy.append(d)
+    d.service.start_background(0.1)
+    first_release(d, "vault")
+    running = d.instances("vault")
+    assert len(running) == 2
+    for host, instance_id, _, _ in running:
+        result = d.hosts.client(host).exec(instance_id, ["/bin/cat", "/proc/1/environ"])
+        environ = dict(item.split("=", 1) for item in result["stdout"].split("\0") if "=" in item)
+        assert environ["API_KEY"] == value
+        assert environ["GREETING"] == "hello"
+
+    seen: list[str] = []
+    with d.store.engine.connect() as conn:
+        tables = MetaData()
+        tables.reflect(conn)
+        for table in tables.sorted_tables:
+            seen += [repr(tuple(row)) for row in conn.execute(select(table))]
+    assert any("rollout.finished" in row for row in seen)  # the dump did read the tables
+    events = d.store.list_events(app=d.app, limit=500)
+    seen += [repr(e) for e in events]
+    seen.append(json.dumps([view.to_json() for view in d.service.status(d.app)]))
+    for name in d.hosts.names:
+        client = d.hosts.client(name)
+        seen.append(json.dumps(client.instances()))
+        seen += [json.dumps(client.instance(i)) for h, i, _, _ in running if h == name]
+    seen += [record.getMessage() for record in caplog.records]
+    seen += [h.log_file.read_text(errors="replace") for h in demo.state.plan.hosts]
+    assert len(events) >= 2
+    assert [text for text in seen if value in text] == []
 
 
 # httpx leaves the unix socket of a refused connection to a killed agent to the collector
