@@ -13,6 +13,7 @@ or an orphaned container.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -40,7 +41,7 @@ from pipeline.rollout.instances import instance_spec, observation, observed_inst
 from pipeline.rollout.machine import transition
 from pipeline.rollout.model import Phase, RolloutState
 from pipeline.rollout.placement import eligible_hosts
-from pipeline.rollout.standby import parked_during, without
+from pipeline.rollout.standby import held_stable, hide_surplus, parked_during, without
 from pipeline.secrets import Secret, SecretSource
 from pipeline.settings import Environment, Settings
 from pipeline.store import Store
@@ -184,6 +185,10 @@ class Engine:
         # Parked instances are kept for a rollback, not part of the rollout: the machine
         # sees the old stable gone once the canary has all the traffic.
         seen = without(instances, parked_during(state, self.standby))
+        held = held_stable(state, self.standby)
+        if held is not None:
+            # the held stable's surplus runs on for a rollback; the machine need not see it
+            seen = hide_surplus(seen, held, state.allocation(held).replicas)
         # A host that missed a heartbeat but is not yet lost may still run instances:
         # its silence is no fact to decide on.
         complete = all(
@@ -236,8 +241,15 @@ class Engine:
         newest = max(self._releases_of(state), default=None)
         spec = self.appspec(newest) if newest is not None else None
         memory = (spec.run.resources.memory or 0) if spec else 0
+        desired = Desired.of(state, environment.host_selector)
+        held = held_stable(state, self.standby)
+        if held is not None and parked_during(state, self.standby) is None:
+            # the stable release keeps its full size until it is parked (see standby.py)
+            desired = dataclasses.replace(
+                desired, replicas={**desired.replicas, held: state.replicas}
+            )
         self.converger.converge(
-            Desired.of(state, environment.host_selector),
+            desired,
             instances,
             snapshots,
             lambda release: self.spec_for(state.app, state.env, release),

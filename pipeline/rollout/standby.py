@@ -23,7 +23,7 @@ from pipeline.rollout.instances import ObservedInstance
 from pipeline.rollout.model import Phase, RolloutState
 from pipeline.store.rollouts import Rollout
 
-__all__ = ["parked_after", "parked_during", "without"]
+__all__ = ["held_stable", "hide_surplus", "parked_after", "parked_during", "without"]
 
 Observed = TypeVar("Observed", bound=ObservedInstance)
 
@@ -38,6 +38,28 @@ def parked_during(state: RolloutState, standby: timedelta) -> int | None:
     if state.phase is Phase.COMPLETED or state.weight == 100:
         return state.stable
     return None
+
+
+def held_stable(state: RolloutState, standby: timedelta) -> int | None:
+    """The stable release kept at full size while ``state``'s rollout runs, so that it can
+    be parked whole when the canary takes all the traffic: with standby on, the stable
+    release is not shrunk as the canary grows (its extra instances share the stable
+    release's traffic share; the split between releases is the router's weights)."""
+    if standby <= timedelta(0) or state.stable is None or state.canary is None:
+        return None
+    if state.stable == state.canary or state.terminal:
+        return None
+    return state.stable
+
+
+def hide_surplus(instances: Iterable[Observed], release: int, keep: int) -> list[Observed]:
+    """``instances`` with only ``keep`` of ``release``'s (healthy ones first, then by id):
+    the machine sees the held stable shrink as it asks, while the surplus runs on."""
+    mine = sorted(
+        (i for i in instances if i.release == release), key=lambda i: (not i.healthy, i.id)
+    )
+    shown = {i.id for i in mine[:keep]}
+    return [i for i in instances if i.release != release or i.id in shown]
 
 
 def parked_after(rollout: Rollout | None, now: datetime, standby: timedelta) -> int | None:

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from pipeline.rollout.instances import ObservedInstance
 from pipeline.rollout.model import Phase, RolloutState, SetWeight
-from pipeline.rollout.standby import parked_after, parked_during
+from pipeline.rollout.standby import held_stable, hide_surplus, parked_after, parked_during
 from pipeline.store.rollouts import Rollout
 
 pytestmark = pytest.mark.unit
@@ -61,3 +62,31 @@ def test_after_completion_the_old_stable_stands_by_for_the_window_only() -> None
     assert parked_after(rollout("rolled_back", T0), T0, MINUTE) is None
     assert parked_after(rollout("aborted", T0), T0, MINUTE) is None
     assert parked_after(None, T0, MINUTE) is None
+
+
+@pytest.mark.parametrize(
+    ("phase", "held"),
+    [(Phase.PROGRESSING, 1), (Phase.PAUSED, 1), (Phase.ABORTED, None), (Phase.COMPLETED, None)],
+)
+def test_the_stable_is_held_at_full_size_while_a_rollout_runs(
+    phase: Phase, held: int | None
+) -> None:
+    assert held_stable(state(phase, 50), MINUTE) == held
+    assert held_stable(state(phase, 50), timedelta(0)) is None
+
+
+def observed(instance_id: str, release: int, health: str) -> ObservedInstance:
+    return ObservedInstance(instance_id, "h1", release, "running", health, None)
+
+
+def test_the_machine_sees_only_as_many_held_instances_as_it_asked_for() -> None:
+    instances = [
+        observed("a-r1-2", 1, "healthy"),
+        observed("a-r1-0", 1, "unhealthy"),
+        observed("a-r1-1", 1, "healthy"),
+        observed("a-r2-0", 2, "starting"),
+    ]
+    shown = hide_surplus(instances, 1, 2)
+    # healthy ones first, then by id; the canary is untouched
+    assert [i.id for i in shown] == ["a-r1-2", "a-r1-1", "a-r2-0"]
+    assert hide_surplus(instances, 1, 5) == instances
