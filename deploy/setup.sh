@@ -12,7 +12,7 @@ packages=(
   git ca-certificates python3 python3-venv python3-dev
   runc crun busybox-static iproute2 nftables uidmap
   skopeo docker-registry umoci podman buildah
-  postgresql apache2-utils procps docker.io chromium
+  postgresql apache2-utils procps docker.io chromium debootstrap
 )
 
 if [ "$(id -u)" -ne 0 ]; then

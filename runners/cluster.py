@@ -66,6 +66,7 @@ from runners.net.namespaces import (
     remove_netns,
 )
 from runners.net.ports import remove_host_table
+from runners.runtime.rootfs import unmount_rootfs
 
 AgentArgv = Callable[[HostSpec], list[str]]
 LINK_IFNAME = "link0"
@@ -325,6 +326,33 @@ def _kill_namespace_processes(paths: list[str]) -> None:
                 stop_process(pid, start, grace=2.0)
 
 
+def _unescape_mount_path(text: str) -> str:
+    # /proc/self/mounts writes space, tab, newline and backslash as octal escapes
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        text = text.replace(code, char)
+    return text
+
+
+def mounts_under(directory: Path) -> list[Path]:
+    """Mount points at or below ``directory``, deepest first."""
+    root = str(directory.resolve())
+    found: list[Path] = []
+    with open("/proc/self/mounts", encoding="utf-8") as mounts:
+        for line in mounts:
+            fields = line.split(" ")
+            if len(fields) > 1:
+                target = _unescape_mount_path(fields[1])
+                if target == root or target.startswith(root + "/"):
+                    found.append(Path(target))
+    return sorted(set(found), key=lambda p: len(p.parts), reverse=True)
+
+
+def _unmount_all(directory: Path) -> None:
+    # the agents' container root filesystems outlive the agents and their processes
+    for target in mounts_under(directory):
+        unmount_rootfs(target)
+
+
 def _teardown(state: ClusterState) -> None:
     problems: list[str] = []
 
@@ -341,6 +369,7 @@ def _teardown(state: ClusterState) -> None:
         containers = list_netns(f"{host.netns}-")
         namespaces = [netns_path(n) for n in [host.netns, *containers] if netns_exists(n)]
         attempt(f"stop processes of {host.name}", partial(_kill_namespace_processes, namespaces))
+        attempt(f"unmount under {host.data_dir}", partial(_unmount_all, host.data_dir))
         for name in containers:
             attempt(f"remove netns {name}", partial(remove_netns, name))
         if netns_exists(host.netns):

@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "image": ("pipeline.cli.image", "image", "Push, pull, inspect and list images in registries."),
     "apps": ("pipeline.cli.apps", "apps", "List watched apps with their latest build and release."),
     "builds": ("pipeline.cli.builds", "builds", "List builds (of an app), newest first."),
-    "logs": ("pipeline.cli.logs", "logs", "Show a build's or an instance's log (--follow)."),
+    "logs": ("pipeline.cli.logs", "logs", "Show a build's log (--follow streams it)."),
     "releases": ("pipeline.cli.releases", "releases", "List an app's releases."),
     "trigger": ("pipeline.cli.trigger", "trigger", "Build an app's branch head (or a commit) now."),
     "cluster": ("pipeline.cli.cluster", "cluster", "Simulate container hosts in namespaces."),
@@ -59,6 +59,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "retry": ("pipeline.cli.rollout", "retry", "Start an aborted rollout again."),
     "url": ("pipeline.cli.url", "url", "Print an environment's entry address."),
     "watch": ("pipeline.cli.watch", "watch", "Follow a rollout live until it ends."),
+    "up": ("pipeline.cli.up", "up", "Run the whole flow on this machine with a demo app."),
+    "down": ("pipeline.cli.up", "down", "Stop what berth up started."),
+    "docs": ("pipeline.cli.docs", "docs", "Generate the reference manual from schemas and CLI."),
 }
 
 

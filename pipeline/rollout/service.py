@@ -535,6 +535,13 @@ class RolloutService:
                 app, env = labels.get("berth.app"), labels.get("berth.env")
                 if isinstance(app, str) and isinstance(env, str):
                     seen.add((app, env))
+        # An environment with a stable release runs it even where no host has an instance
+        # yet: hosts that came back empty (a new cluster, a restarted machine).
+        configured = {e.name for e in self.settings.environments}
+        for app in self.store.list_apps():
+            for state in self.store.list_environments(app.name):
+                if state.stable_release_id is not None and state.env in configured:
+                    seen.add((app.name, state.env))
         for app, env in sorted(seen - busy):
             try:
                 self._keep(app, env, inventories)
