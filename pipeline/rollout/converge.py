@@ -88,8 +88,11 @@ class Converger:
         port: int,
         target_port: int | None,
         memory: int = 0,
+        stop: bool = True,
     ) -> None:
-        """One pass; raises nothing for a single host's failure (the next pass retries)."""
+        """One pass; raises nothing for a single host's failure (the next pass retries).
+        With ``stop=False`` instances that leave are only taken out of the router: the
+        next pass stops them (a rollback answers as soon as the traffic has moved)."""
         capacities = [s.capacity() for s in snapshots.values()]
         starts: list[Instance] = []
         stops: list[ObservedInstance] = []
@@ -121,6 +124,8 @@ class Converger:
         stops += [i for i in instances if i.release not in desired.replicas]
         self._start(starts, spec_for)
         routed = self._route(desired, instances, stops, address, port, target_port)
+        if not stop:
+            return
         if stops and routed:
             # connections already accepted by a backend that leaves finish first
             time.sleep(self.drain)

@@ -162,8 +162,10 @@ class Engine:
         *,
         actor: str = ENGINE_ACTOR,
         source: str = ENGINE_SOURCE,
+        stop: bool = True,
     ) -> Outcome:
-        """Observe, decide and persist one rollout, then converge the hosts to it.
+        """Observe, decide and persist one rollout, then converge the hosts to it
+        (``stop=False``: leaving instances are unrouted now and stopped by the next pass).
 
         Commands raise :class:`~pipeline.rollout.errors.RolloutCommandError` when they
         do not fit the phase; :class:`ConflictError` when another writer was faster."""
@@ -228,7 +230,9 @@ class Engine:
         outcome.retry = next((a.release for a in actions if isinstance(a, RetryRollout)), None)
         if complete:
             self._prepare(rollout.id, new, snapshots, eligible)
-            self.converge(new, without(instances, parked_during(new, self.standby)), snapshots)
+            self.converge(
+                new, without(instances, parked_during(new, self.standby)), snapshots, stop=stop
+            )
         return outcome
 
     def converge(
@@ -236,6 +240,8 @@ class Engine:
         state: RolloutState,
         instances: Sequence[Any],
         snapshots: Mapping[str, HostSnapshot],
+        *,
+        stop: bool = True,
     ) -> None:
         environment = self.environment(state.env)
         newest = max(self._releases_of(state), default=None)
@@ -257,6 +263,7 @@ class Engine:
             port=ENTRY_PORT,
             target_port=self._port(state),
             memory=memory,
+            stop=stop,
         )
 
     def spec_for(self, app: str, env: str, release_id: int) -> dict[str, Any]:

@@ -284,7 +284,9 @@ class RolloutService:
             # a fresh look: the target's parked instances take the traffic in this very pass
             # if they are healthy now, not as they were at the last tick
             self._snapshots = self.hosts.poll()
-            self._run(rollout)
+            # the command returns once the traffic has moved; the woken background pass
+            # stops the instances that left the router
+            self._run(rollout, stop=False)
         self.wake()
         return RolloutView.of(self.store.get_rollout(rollout.id))
 
@@ -410,10 +412,13 @@ class RolloutService:
     # --- internals ----------------------------------------------------------------------
 
     def _run(self, rollout: Rollout, commands: tuple[Event, ...] = (), *,
-             actor: str = ENGINE_ACTOR, source: str = ENGINE_SOURCE) -> Outcome:  # fmt: skip
+             actor: str = ENGINE_ACTOR, source: str = ENGINE_SOURCE,
+             stop: bool = True) -> Outcome:  # fmt: skip
         snapshots = self._snapshots or self.hosts.poll()
         self._snapshots = snapshots
-        outcome = self.engine.step(rollout, snapshots, commands, actor=actor, source=source)
+        outcome = self.engine.step(
+            rollout, snapshots, commands, actor=actor, source=source, stop=stop
+        )
         if outcome.retry is not None:
             self._create(rollout.app, rollout.env, outcome.retry, actor=actor, source=source)
         if outcome.queued is not None:
@@ -430,7 +435,9 @@ class RolloutService:
     def _command(self, app: str, env: str, event: Event, actor: str, source: str) -> RolloutView:
         with self._lock:
             rollout = self._active(app, env)
-            self._run(rollout, (event,), actor=actor, source=source)
+            # a rollback answers once the traffic has moved (see rollback below)
+            stop = not isinstance(event, Rollback)
+            self._run(rollout, (event,), actor=actor, source=source, stop=stop)
             view = RolloutView.of(self.store.get_rollout(rollout.id))
         self.wake()
         return view
