@@ -300,7 +300,7 @@ def exec_(
     cluster: str,
     cluster_data: Path | None,
 ) -> None:
-    """Run COMMAND inside INSTANCE's namespaces (runc exec); exit with its exit code."""
+    """Run COMMAND inside INSTANCE's namespaces (nsenter); exit with its exit code."""
     with agent_client(host, token_file, cluster, cluster_data) as client:
         result = client.exec(instance, list(command), timeout=timeout)
     sys.stdout.write(result["stdout"])

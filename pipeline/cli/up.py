@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 
 STATE_FILE = "up.json"
 SERVE_LOG = "serve.log"
-CLUSTER_DIR = "cluster"
+# the directory `berth cluster`, `berth run --host hN` and `berth ps` look in by default
+CLUSTER_DIR = "clusters/local"
 TOOLS = ("git", "runc", "nft", "nsenter")
 BUSYBOX = Path("/bin/busybox")
 POLL = 0.5
