@@ -207,6 +207,8 @@ def _archive_entries(path: Path, dest: str, epoch: int) -> Iterator[LayerEntry]:
         if member.isdir():
             yield LayerEntry(name, EntryKind.DIR, **common)  # type: ignore[arg-type]
         elif member.issym():
+            # a symlink's own mode means nothing on Linux; extracted, it reads 0777
+            common["mode"] = 0o777
             yield LayerEntry(name, EntryKind.SYMLINK, linkname=member.linkname, **common)  # type: ignore[arg-type]
         elif member.islnk():
             link_parts = [p for p in member.linkname.split("/") if p not in ("", ".")]

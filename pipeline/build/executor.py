@@ -22,6 +22,7 @@ from pipeline.build.cache import BuildCache, CachedLayer
 from pipeline.build.context import SourceTree, content_hash
 from pipeline.build.copy import CopyRequest, copy_entries, select_all
 from pipeline.build.errors import BuildError, DockerfileError, StepFailed
+from pipeline.build.expand import ExpansionError, expand_heredoc
 from pipeline.build.images import ImageResolver
 from pipeline.build.imagestate import (
     ImageState,
@@ -284,6 +285,7 @@ class Builder:
             return expand_word(text, state, step, plan.source, plan.escape)
 
         words = [word(w) if not w.startswith("<<") else w for w in step.args]
+        heredocs = _copy_heredocs(step, state, plan.source, plan.escape)
         sources, dest = words[:-1], words[-1]
         if not dest.startswith("/"):
             trailing = dest.endswith("/") or dest in (".", "./")
@@ -309,13 +311,20 @@ class Builder:
                         plan.source, step.line, f"--chmod={chmod_text}: not an octal mode"
                     ) from None
             try:
-                selections = select_all(tree, _request(sources, dest, None, None, chmod, step))
+                selections = select_all(
+                    tree, _request(sources, dest, None, None, chmod, step, heredocs)
+                )
             except BuildError as exc:
                 raise DockerfileError(
                     plan.source, step.line, f"{exc} (in the build context)"
                 ) from exc
             digest = content_hash(tree, selections)
-            key = _hash(current.key, "COPY", json.dumps([words, dest, dict(step.flags)]), digest)
+            key = _hash(
+                current.key,
+                "COPY",
+                json.dumps([words, dest, dict(step.flags), heredocs]),
+                digest,
+            )
             if self._reuse(stage, step, current, key, options, created):
                 return
             self._emit("start", None, f"{stage.label} {step.text}")
@@ -331,7 +340,7 @@ class Builder:
                 except UserError as exc:
                     raise DockerfileError(plan.source, step.line, str(exc)) from exc
                 uid, gid = user.uid, user.gid
-            request = _request(sources, dest, uid, gid, chmod, step)
+            request = _request(sources, dest, uid, gid, chmod, step, heredocs)
             try:
                 entries = copy_entries(
                     tree, selections, request, view.lstat, options.source_date_epoch
@@ -441,8 +450,8 @@ def _request(
     gid: int | None,
     chmod: int | None,
     step: Instruction,
+    heredocs: tuple[tuple[str, str], ...],
 ) -> CopyRequest:
-    heredocs = tuple((h.name, h.content) for h in step.heredocs) if step.keyword == "COPY" else ()
     return CopyRequest(
         sources=tuple(sources),
         dest=dest,
@@ -452,6 +461,34 @@ def _request(
         extract_archives=step.keyword == "ADD",
         heredocs=heredocs,
     )
+
+
+def _copy_heredocs(
+    step: Instruction, state: ImageState, source: str, escape: str
+) -> tuple[tuple[str, str], ...]:
+    """(name, content) of each ``<<NAME`` of a COPY, as BuildKit writes the file.
+
+    ``<<-NAME`` strips leading tabs; an unquoted NAME expands variables in the body
+    (``<<"NAME"``/``<<'NAME'`` keep it literal).
+    """
+    if step.keyword != "COPY":
+        return ()
+    words = [w for w in step.args if w.startswith("<<")]
+    found = []
+    for heredoc, word in zip(step.heredocs, words, strict=False):
+        spec = word[2:]
+        chomp = spec.startswith("-")
+        spec = spec[1:] if chomp else spec
+        content = heredoc.content
+        if chomp:
+            content = "".join(line.lstrip("\t") for line in content.splitlines(keepends=True))
+        if not spec.startswith(("'", '"')):
+            try:
+                content = expand_heredoc(content, state.variables(), escape)
+            except ExpansionError as exc:
+                raise DockerfileError(source, step.line, f"<<{heredoc.name}: {exc}") from exc
+        found.append((heredoc.name, content))
+    return tuple(found)
 
 
 def _run_argv(state: ImageState, step: Instruction) -> tuple[str, ...]:

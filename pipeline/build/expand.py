@@ -21,12 +21,22 @@ def expand(word: str, env: Mapping[str, str], escape: str = "\\") -> str:
     return _Lexer(word, env, escape).word()
 
 
+def expand_heredoc(text: str, env: Mapping[str, str], escape: str = "\\") -> str:
+    """A heredoc body with its variables expanded; quotes and escapes stay as written.
+
+    BuildKit expands an unquoted heredoc of COPY/ADD this way: the body is file content,
+    not a word, so only ``$NAME``/``${…}`` change and an escaped ``\\$`` stays as it is.
+    """
+    return _Lexer(text, env, escape, raw=True).word()
+
+
 class _Lexer:
-    def __init__(self, text: str, env: Mapping[str, str], escape: str) -> None:
+    def __init__(self, text: str, env: Mapping[str, str], escape: str, raw: bool = False) -> None:
         self.text = text
         self.pos = 0
         self.env = env
         self.escape = escape
+        self.raw = raw
 
     def peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else ""
@@ -44,8 +54,13 @@ class _Lexer:
                 break
             if ch == self.escape:
                 self.pos += 1
+                if self.raw:
+                    out.append(ch)
                 if self.pos < len(self.text):
                     out.append(self.next())
+                continue
+            if self.raw and ch in "'\"":
+                out.append(self.next())
                 continue
             if ch == "'":
                 self.pos += 1
