@@ -11,6 +11,7 @@ import pytest
 
 from pipeline.appspec import appspec_json_schema, load_appspec
 from pipeline.cli.config import SCHEMA_FILES, schema_texts
+from pipeline.rolloutspec import SetWeight
 from pipeline.settings import DEFAULT_ENVIRONMENTS, load_settings, settings_json_schema
 from pipeline.yamldoc import read_yaml
 
@@ -28,9 +29,14 @@ def test_default_config_is_valid_and_runs_the_quick_start() -> None:
     assert settings.registry.embedded
     assert settings.cluster is not None
     assert settings.cluster.hosts == 5
-    assert settings.data_dir == CONFIG.parent / "var"
-    assert [a.path for a in settings.apps] == [CONFIG.parent / "var" / "demo-repo"]
+    # outside the checkout: containers' unprivileged root must traverse data_dir
+    assert settings.data_dir == Path("/var/lib/berth")
+    assert [a.path for a in settings.apps] == [Path("/var/lib/berth/demo-repo")]
     assert settings.environment("pre-prod").gate == "approval"
+    # new commits enter dev as a grey release
+    steps = settings.environment("dev").rollout.steps
+    weights = [s.set_weight for s in steps if isinstance(s, SetWeight)]
+    assert weights == [25, 50, 100]
 
 
 def test_reference_files_are_valid_together() -> None:
