@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from runners.runtime.bundle import ContainerDir
-from runners.runtime.shim import supervise
+from runners.runtime.shim import read_all, report, supervise
 
 MODULE = "runners.runtime.forkserver"
 
@@ -72,7 +72,7 @@ def handle(line: bytes) -> dict[str, Any]:
         _intermediate(ContainerDir(directory), argv, max_log_bytes, ready_write)
     os.close(ready_write)
     os.waitpid(child, 0)
-    message = _read_all(ready_read)
+    message = read_all(ready_read)
     if message.startswith(b"ok "):
         return {"pid": int(message.split()[1])}
     return {"error": message.decode(errors="replace") or "the supervisor died before starting"}
@@ -87,7 +87,7 @@ def _intermediate(container: ContainerDir, argv: list[str], max_log_bytes: int, 
             _supervisor(container, argv, max_log_bytes, ready)
         code = 0
     except BaseException:
-        _report(ready, b"supervisor fork failed: " + traceback.format_exc().encode())
+        report(ready, b"supervisor fork failed: " + traceback.format_exc().encode())
     os._exit(code)
 
 
@@ -107,24 +107,8 @@ def _supervisor(container: ContainerDir, argv: list[str], max_log_bytes: int, re
         code = supervise(container, argv, max_log_bytes, ready)
     except BaseException:
         traceback.print_exc()
-        _report(ready, b"supervisor failed: " + traceback.format_exc().encode())
+        report(ready, b"supervisor failed: " + traceback.format_exc().encode())
     os._exit(code)
-
-
-def _report(fd: int, message: bytes) -> None:
-    try:
-        os.write(fd, message)
-        os.close(fd)
-    except OSError:
-        pass  # already reported and closed
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 4096):
-        chunks.append(chunk)
-    os.close(fd)
-    return b"".join(chunks)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     child = os.fork()
     if child:
         os.close(ready_write)
-        message = _read_all(ready_read)
+        message = read_all(ready_read)
         if message.startswith(b"ok"):
             print(child, flush=True)
             return 0
@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = supervise(ContainerDir(args.dir), runtime, args.max_log_bytes, ready_write)
     except BaseException:
         traceback.print_exc()
-        _report(ready_write, b"supervisor failed: " + traceback.format_exc().encode())
+        report(ready_write, b"supervisor failed: " + traceback.format_exc().encode())
     os._exit(code)
 
 
@@ -124,7 +124,7 @@ def supervise(container: ContainerDir, runtime: list[str], max_log_bytes: int, r
         err_read, err_write = os.pipe()
         # from here on, whatever happens ends in exit.json (or, if this process dies, in
         # a dead supervisor the agent sees): the starter need not wait for the exec
-        _report(ready, b"ok %d" % me)
+        report(ready, b"ok %d" % me)
         try:
             proc = subprocess.Popen(
                 runtime, stdin=subprocess.DEVNULL, stdout=out_write, stderr=err_write
@@ -219,7 +219,8 @@ def _detach_stdio() -> None:
     os.close(devnull)
 
 
-def _report(fd: int, message: bytes) -> None:
+def report(fd: int, message: bytes) -> None:
+    """Write ``message`` to the pipe ``fd`` and close it (once; later calls do nothing)."""
     try:
         os.write(fd, message)
         os.close(fd)
@@ -227,7 +228,8 @@ def _report(fd: int, message: bytes) -> None:
         pass  # already reported and closed
 
 
-def _read_all(fd: int) -> bytes:
+def read_all(fd: int) -> bytes:
+    """Everything until EOF on the pipe ``fd``, which is then closed."""
     chunks = []
     while chunk := os.read(fd, 4096):
         chunks.append(chunk)

@@ -6,17 +6,15 @@ host. ``berth cluster down`` leaves nothing behind."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.hostnet import traversable_tempdir
 from tests.helpers.ociimage import write_oci_layout
 from tests.helpers.procs import ProcessLauncher, free_port, wait_for_port
 
@@ -41,14 +39,8 @@ def berth(*args: str, timeout: float = 120) -> str:
 
 @pytest.fixture
 def workdir() -> Iterator[Path]:
-    # not tmp_path: its parents are 0700, and the containers' shifted root user must
-    # traverse down to the root filesystems in the cluster's directory
-    root = Path(tempfile.mkdtemp(prefix="berth-hosts-"))
-    os.chmod(root, 0o711)  # noqa: S103 -- traversal only, nothing listable
-    try:
+    with traversable_tempdir("berth-test-") as root:
         yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_containers_on_five_hosts_reach_each_other_and_published_ports(

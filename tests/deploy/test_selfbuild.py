@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import uuid
 from collections.abc import Iterator
 from importlib import metadata
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.hostnet import traversable_tempdir
 from tests.helpers.procs import ProcessLauncher, free_port, wait_for_port
 
 pytestmark = pytest.mark.privileged
@@ -52,14 +52,8 @@ def _run(argv: list[str], *, timeout: float, cwd: Path | None = None) -> str:
 
 @pytest.fixture
 def workdir() -> Iterator[Path]:
-    # not tmp_path: its parents are 0700, and the agent's shifted container root must
-    # traverse down to the root filesystems in the cluster's directory
-    root = Path(tempfile.mkdtemp(prefix="berth-selfbuild-"))
-    os.chmod(root, 0o711)  # noqa: S103 -- traversal only, nothing listable
-    try:
+    with traversable_tempdir("berth-test-") as root:
         yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _context(root: Path) -> Path:

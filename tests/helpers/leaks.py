@@ -50,6 +50,6 @@ class Snapshot:
             problems.append(f"network namespaces left behind: {sorted(extra)}")
         if extra := self.mounts - before.mounts:
             problems.append(f"mounts left behind: {sorted(extra)}")
-        if extra := self.children - before.children:
-            problems.append(f"child processes left running: {sorted(extra)}")
+        if pids := self.children - before.children:
+            problems.append(f"child processes left running: {sorted(pids)}")
         return problems

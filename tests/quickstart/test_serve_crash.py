@@ -11,7 +11,6 @@ the same step with exactly the same instances, and ``berth resume`` must complet
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -21,7 +20,6 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +33,7 @@ from pipeline.errors import APIError
 from pipeline.rollout.instances import APP_LABEL, ENV_LABEL, RELEASE_LABEL
 from runners.cluster import cluster_up, default_agent_argv
 from runners.clusterstate import HostSpec, plan_cluster
-from runners.net.links import networks_in_use
+from tests.helpers.hostnet import berth_tables, free_ranges
 from tests.helpers.leaks import Snapshot
 from tests.helpers.procs import ProcessLauncher, free_port, wait_until
 
@@ -54,27 +52,6 @@ IDENTITY = ["-c", "user.name=berth test", "-c", "user.email=berth@localhost"]
 
 def _berth(*args: str) -> list[str]:
     return [sys.executable, "-m", "pipeline.cli.main", *args]
-
-
-def _berth_tables() -> set[str]:
-    listing = subprocess.run(
-        ["nft", "list", "tables"], capture_output=True, text=True, check=True
-    ).stdout
-    return {line.split()[-1] for line in listing.splitlines() if "berth" in line}
-
-
-def _free_ranges() -> tuple[str, str]:
-    """A cluster link /24 and a container pool nothing on this machine uses (other runs
-    may be going on at once)."""
-    used = networks_in_use()
-    candidates = list(range(160, 230))
-    random.shuffle(candidates)
-    for second in candidates[:40]:
-        link = IPv4Network(f"10.{second}.0.0/24")
-        pool = IPv4Network(f"10.{second}.128.0/17")
-        if not any(n.overlaps(link) or n.overlaps(pool) for n in used):
-            return str(link), str(pool)
-    raise AssertionError("no free 10.x.0.0/16 range for the test cluster")
 
 
 @dataclass(frozen=True)
@@ -156,8 +133,8 @@ def plane(launcher: ProcessLauncher) -> Iterator[Plane]:
     token_file = root / "var" / "api-token"
     write_token_file(token_file)
     ours = Plane(config, root / "var", f"http://127.0.0.1:{port}", token_file.read_text().strip())
-    link, pool = _free_ranges()
-    tables, before = _berth_tables(), Snapshot.take()
+    link, pool = free_ranges()
+    tables, before = berth_tables(), Snapshot.take()
     try:
         _prepare(ours, "c" + uuid.uuid4().hex[:6], link, pool)
         yield ours
@@ -167,7 +144,7 @@ def plane(launcher: ProcessLauncher) -> Iterator[Plane]:
             _berth("down", "--config", str(config)), capture_output=True, text=True, timeout=180
         )
     assert down.returncode == 0, down.stdout + down.stderr
-    left = {t for t in _berth_tables() - tables if t.startswith("berth_rt_demo_")}
+    left = {t for t in berth_tables() - tables if t.startswith("berth_rt_demo_")}
     assert not left, f"router tables left behind: {sorted(left)}"
     leaks = [p for p in Snapshot.take().leaks_since(before) if "berth-r" not in p]
     assert not leaks, "; ".join(leaks)

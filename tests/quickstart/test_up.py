@@ -7,7 +7,6 @@ repository and the API token there, a free port) and runs ``berth up`` as a proc
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -15,13 +14,12 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from ipaddress import IPv4Network
 from pathlib import Path
 
 import pytest
 import yaml
 
-from runners.net.links import networks_in_use
+from tests.helpers.hostnet import berth_tables, free_ranges
 from tests.helpers.leaks import Snapshot
 from tests.helpers.procs import ProcessLauncher, free_port, wait_until
 
@@ -33,27 +31,6 @@ UP_TIMEOUT = 300
 
 def _berth(*args: str) -> list[str]:
     return [sys.executable, "-m", "pipeline.cli.main", *args]
-
-
-def _berth_tables() -> set[str]:
-    listing = subprocess.run(
-        ["nft", "list", "tables"], capture_output=True, text=True, check=True
-    ).stdout
-    return {line.split()[-1] for line in listing.splitlines() if "berth" in line}
-
-
-def _free_ranges() -> tuple[str, str]:
-    """A cluster link /24 and a container pool /16 nothing on this machine uses, apart
-    from the defaults a quick start here may use (other runs may be going on at once)."""
-    used = networks_in_use()
-    candidates = list(range(160, 230))
-    random.shuffle(candidates)
-    for second in candidates[:40]:
-        link = IPv4Network(f"10.{second}.0.0/24")
-        pool = IPv4Network(f"10.{second}.128.0/17")
-        if not any(n.overlaps(link) or n.overlaps(pool) for n in used):
-            return str(link), str(pool)
-    raise AssertionError("no free 10.x.0.0/16 range for the test cluster")
 
 
 @dataclass(frozen=True)
@@ -86,13 +63,13 @@ def quick() -> Iterator[Quick]:
     doc["api_tokens"][0]["token"] = {"file": str(tmp_path / "var" / "api-token")}
     config = tmp_path / "berth.yml"
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
-    link, pool = _free_ranges()
-    tables, before = _berth_tables(), Snapshot.take()
+    link, pool = free_ranges()
+    tables, before = berth_tables(), Snapshot.take()
     yield Quick(config, "q" + uuid.uuid4().hex[:6], link, pool)
     # whatever happened, leave nothing behind (berth down cleans up after a dead berth up)
     subprocess.run(_berth("down", "--config", str(config)), capture_output=True, timeout=180)
     # the demo's router tables (other tests running at once may have tables of their own)
-    left = {t for t in _berth_tables() - tables if t.startswith("berth_rt_demo_")}
+    left = {t for t in berth_tables() - tables if t.startswith("berth_rt_demo_")}
     assert not left, f"berth up left nftables tables behind: {sorted(left)}"
     # like the no_leaks fixture, but only what is ours: other runs may share this machine
     leaks = [p for p in Snapshot.take().leaks_since(before) if "berth-r" not in p]
