@@ -35,7 +35,13 @@ DEFAULT_DATA = Path("/var/lib/berth/agent")
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--host-name", default="", help="This host's name [default: the hostname].")
 @click.option("--label", multiple=True, metavar="KEY=VALUE", help="Host label (repeatable).")
-@click.option("--runtime", type=click.Choice(["runc", "crun"]), default="runc", show_default=True)
+@click.option(
+    "--runtime",
+    type=click.Choice(["auto", "runc", "crun"]),
+    default="auto",
+    show_default=True,
+    help="OCI runtime; auto is crun where installed, else runc.",
+)
 @click.option(
     "--network", type=click.Choice(["bridge", "isolated"]), default="bridge", show_default=True
 )

@@ -30,7 +30,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AgentOptions:
     parser.add_argument("--tls-key", type=Path, help="Key of --tls-cert.")
     parser.add_argument("--host-name", default="", help="This host's name [default: hostname].")
     parser.add_argument("--label", action="append", default=[], help="KEY=VALUE (repeatable).")
-    parser.add_argument("--runtime", choices=("runc", "crun"), default="runc")
+    parser.add_argument("--runtime", choices=("auto", "runc", "crun"), default="auto")
     parser.add_argument("--network", choices=NETWORK_KINDS, default="bridge")
     parser.add_argument("--subnet", help="Container subnet of this host (bridge network).")
     parser.add_argument("--bridge", help="Bridge name (bridge network).")

@@ -7,9 +7,10 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +40,7 @@ class AgentOptions:
     tls_key: Path | None = None
     host_name: str = ""
     labels: dict[str, str] = field(default_factory=dict)
-    runtime: str = "runc"
+    runtime: str = "auto"
     network: str = "bridge"
     subnet: str | None = None
     bridge: str | None = None
@@ -104,16 +105,28 @@ def build_network(options: AgentOptions, host_name: str) -> InstanceNetwork:
     raise BadSpec(f"--network {options.network!r}: use one of {', '.join(NETWORK_KINDS)}")
 
 
+def resolve_runtime(choice: str, which: Callable[[str], str | None] = shutil.which) -> str:
+    """The OCI runtime to use: ``auto`` is crun where installed, else runc.
+
+    crun starts a container in about half of runc's time here; ``runc`` and ``crun``
+    are taken as given.
+    """
+    if choice != "auto":
+        return choice
+    return "crun" if which("crun") else "runc"
+
+
 def build_agent(options: AgentOptions) -> Agent:
     host_name = options.host_name or _cluster_host_name(options.data) or socket.gethostname()
-    if options.runtime == "runc":
+    runtime = resolve_runtime(options.runtime)
+    if runtime == "runc":
         commands = RuntimeCommands(root=str(options.data / "runc"))
-    elif options.runtime == "crun":
+    elif runtime == "crun":
         commands = RuntimeCommands.crun(
             str(options.data / "runc"), hybrid_cgroups=is_hybrid_cgroup_host()
         )
     else:
-        raise BadSpec(f"--runtime {options.runtime!r}: use runc or crun")
+        raise BadSpec(f"--runtime {options.runtime!r}: use auto, runc or crun")
     registry = RegistryClient(
         RegistryOptions(insecure_hosts=frozenset(options.insecure_registries))
     )

@@ -28,6 +28,8 @@ from runners.net.names import (
 from runners.net.nsthread import in_netns
 
 T = TypeVar("T")
+# the kernel numbers every namespace's loopback 1
+LOOPBACK_INDEX = 1
 
 # A bridge must not hand its traffic to the host's iptables (br_netfilter, loaded by
 # Docker with FORWARD policy DROP): berth's traffic is filtered by its own nft table.
@@ -261,32 +263,32 @@ def attach_container(
     target = netns_path(container_netns)
 
     def outside(ipr: Any) -> None:
-        if _index(ipr, host_end) is not None:
-            raise NetworkError(
-                f"veth {host_end} {_where(host_netns)}: already exists; remove the container's"
-                " network first (detach_container)"
-            )
         master = _index(ipr, bridge)
         if master is None:
             raise NetworkError(f"bridge {bridge} {_where(host_netns)}: does not exist")
         fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
         try:
+            # one request: the pair, its peer moved into the namespace, on the bridge, up
             ipr.link(
                 "add",
                 ifname=host_end,
                 kind="veth",
                 peer={"ifname": CONTAINER_IFNAME, "net_ns_fd": fd},
+                master=master,
+                state="up",
             )
+        except NetlinkError as exc:
+            if exc.code == errno.EEXIST:
+                raise NetworkError(
+                    f"veth {host_end} {_where(host_netns)}: already exists; remove the"
+                    " container's network first (detach_container)"
+                ) from exc
+            raise
         finally:
             os.close(fd)
-        try:
-            ipr.link("set", index=_index(ipr, host_end), master=master, state="up")
-        except BaseException:
-            ipr.link("del", index=_index(ipr, host_end))
-            raise
 
     def inside(ipr: Any) -> None:
-        ipr.link("set", index=_index(ipr, "lo"), state="up")
+        ipr.link("set", index=LOOPBACK_INDEX, state="up")
         index = _index(ipr, CONTAINER_IFNAME)
         if index is None:
             raise NetworkError(f"interface {CONTAINER_IFNAME} in {container_netns}: missing")

@@ -32,8 +32,8 @@ def list_netns(prefix: str = "") -> list[str]:
     return sorted(p.name for p in NETNS_DIR.iterdir() if p.name.startswith(prefix))
 
 
-def create_netns(name: str) -> str:
-    """Create the named namespace ``name`` with its loopback up; return its path."""
+def create_netns(name: str, *, loopback: bool = True) -> str:
+    """Create the named namespace ``name`` (loopback up unless not asked); return its path."""
     path = netns_path(name)
     if os.path.lexists(path):
         raise NetworkError(
@@ -51,7 +51,8 @@ def create_netns(name: str) -> str:
             with contextlib.suppress(OSError):
                 os.unlink(path)
             raise NetworkError(f"network namespace {name}: could not create: {exc}") from exc
-        set_loopback_up(None)
+        if loopback:
+            set_loopback_up(None)
 
     try:
         on_thread(make, f"netns-create:{name}")
@@ -75,12 +76,14 @@ def remove_netns(name: str) -> bool:
 
 
 def create_container_netns(name: str) -> str:
-    """Create a container's named namespace (loopback up); return the path for runc.
+    """Create a container's named namespace; return the path for runc.
 
-    Use :func:`runners.net.names.container_netns_name` to build ``name`` so that
-    containers of different hosts on one machine never collide.
+    Its loopback comes up in :func:`runners.net.links.attach_container`, in the same
+    netlink session that configures ``eth0`` (one session fewer per start). Use
+    :func:`runners.net.names.container_netns_name` to build ``name`` so that containers
+    of different hosts on one machine never collide.
     """
-    return create_netns(name)
+    return create_netns(name, loopback=False)
 
 
 def remove_container_netns(name: str) -> bool:

@@ -2,7 +2,8 @@
 
 Everything berth adds to a host's kernel rules lives in one table (``inet berth`` by
 default), so removing berth from a host is one ``delete table``. The text is produced
-by pure functions and applied with ``nft -f -`` as one transaction.
+by pure functions and applied as one transaction (through ``libnftables`` in-process,
+or ``nft -f -`` where the library is missing).
 
 Published ports are elements of the map ``published``
 (``protocol . host port : container address . container port``) so that publishing
@@ -23,6 +24,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Literal
 
 from runners.errors import NetworkError, SubprocessError
+from runners.net import libnft
 from runners.net.errors import InvalidNetworkInput
 from runners.net.namespaces import nsenter_argv
 
@@ -157,8 +159,18 @@ def parse_published(listing: str) -> list[PublishedPort]:
 def run_nft(
     script: str, *, netns: str | None = None, check_only: bool = False, args: tuple[str, ...] = ()
 ) -> str:
-    """Apply ``script`` with ``nft -f -`` inside ``netns`` (``-c``: only check it)."""
+    """Apply ``script`` as ``nft -f -`` would, inside ``netns`` (``-c``: only check it).
+
+    In-process through ``libnftables`` where it loads (:mod:`runners.net.libnft`),
+    otherwise with the ``nft`` command; a failure is a :class:`SubprocessError` with
+    nft's error text either way.
+    """
     argv = nsenter_argv(netns, ["nft", *args, *(["-c"] if check_only else []), "-f", "-"])
+    if not args and libnft.available():
+        outcome = libnft.run(script, netns=netns, check_only=check_only)
+        if outcome.returncode != 0:
+            raise SubprocessError(argv, outcome.returncode, outcome.stderr)
+        return outcome.stdout
     try:
         done = subprocess.run(argv, input=script, capture_output=True, text=True, check=False)
     except FileNotFoundError as exc:
@@ -171,12 +183,17 @@ def run_nft(
 def list_nft(what: list[str], *, netns: str | None = None) -> str | None:
     """``nft -j list WHAT...`` as JSON text, or None when the object does not exist."""
     argv = nsenter_argv(netns, ["nft", "-j", "list", *what])
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if done.returncode == 0:
-        return done.stdout
-    if "No such file or directory" in done.stderr:
+    if libnft.available():
+        outcome = libnft.run(f"list {' '.join(what)}\n", netns=netns, json_output=True)
+        returncode, stdout, stderr = outcome.returncode, outcome.stdout, outcome.stderr
+    else:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        returncode, stdout, stderr = done.returncode, done.stdout, done.stderr
+    if returncode == 0:
+        return stdout
+    if "No such file or directory" in stderr:
         return None
-    raise SubprocessError(argv, done.returncode, done.stderr)
+    raise SubprocessError(argv, returncode, stderr)
 
 
 def table_names(*, netns: str | None = None) -> list[str]:

@@ -13,7 +13,8 @@ answers with its pid once the runtime has been spawned.
 
 The protocol is one JSON object per line on stdin, one reply per line on stdout::
 
-    {"dir": "/…/containers/web-1", "max_log_bytes": 10485760, "argv": ["runc", …]}
+    {"dir": "/…/containers/web-1", "max_log_bytes": 10485760, "argv": ["runc", …],
+     "hide_unified_cgroup": false}
     {"pid": 4242}                 or               {"error": "…"}
 
 The server exits when its stdin closes, i.e. when the agent ends however it ends; the
@@ -29,6 +30,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from runners.runtime import syscalls
 from runners.runtime.bundle import ContainerDir
 from runners.runtime.shim import read_all, report, supervise
 
@@ -56,6 +58,9 @@ def handle(line: bytes) -> dict[str, Any]:
         directory = Path(request["dir"])
         argv = [str(arg) for arg in request["argv"]]
         max_log_bytes = int(request["max_log_bytes"])
+        hide = request.get("hide_unified_cgroup", False)
+        if not isinstance(hide, bool):
+            raise TypeError("hide_unified_cgroup must be true or false")
     except (ValueError, KeyError, TypeError) as exc:
         return {"error": f"malformed request {line[:200]!r}: {exc}"}
     if not argv or max_log_bytes < 1:
@@ -69,7 +74,7 @@ def handle(line: bytes) -> dict[str, Any]:
         return {"error": f"fork failed: {exc}"}
     if child == 0:
         os.close(ready_read)
-        _intermediate(ContainerDir(directory), argv, max_log_bytes, ready_write)
+        _intermediate(ContainerDir(directory), argv, max_log_bytes, ready_write, hide)
     os.close(ready_write)
     os.waitpid(child, 0)
     message = read_all(ready_read)
@@ -78,20 +83,24 @@ def handle(line: bytes) -> dict[str, Any]:
     return {"error": message.decode(errors="replace") or "the supervisor died before starting"}
 
 
-def _intermediate(container: ContainerDir, argv: list[str], max_log_bytes: int, ready: int) -> None:
+def _intermediate(
+    container: ContainerDir, argv: list[str], max_log_bytes: int, ready: int, hide: bool
+) -> None:
     """The first child: a new session, then the supervisor, then exit at once. Never returns."""
     code = 1
     try:
         os.setsid()
         if os.fork() == 0:
-            _supervisor(container, argv, max_log_bytes, ready)
+            _supervisor(container, argv, max_log_bytes, ready, hide)
         code = 0
     except BaseException:
         report(ready, b"supervisor fork failed: " + traceback.format_exc().encode())
     os._exit(code)
 
 
-def _supervisor(container: ContainerDir, argv: list[str], max_log_bytes: int, ready: int) -> None:
+def _supervisor(
+    container: ContainerDir, argv: list[str], max_log_bytes: int, ready: int, hide: bool
+) -> None:
     """The grandchild: stdio away from the server's pipes, then :func:`supervise`."""
     code = 1
     try:
@@ -104,7 +113,7 @@ def _supervisor(container: ContainerDir, argv: list[str], max_log_bytes: int, re
         log = os.open(container.shim_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(log, 2)
         os.close(log)
-        code = supervise(container, argv, max_log_bytes, ready)
+        code = supervise(container, argv, max_log_bytes, ready, hide_unified_cgroup=hide)
     except BaseException:
         traceback.print_exc()
         report(ready, b"supervisor failed: " + traceback.format_exc().encode())
@@ -117,6 +126,8 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def main() -> int:
+    # loaded once here rather than in every supervisor (crun's hybrid-cgroup work-around)
+    syscalls.libc_available()
     return serve(sys.stdin.fileno(), sys.stdout.fileno())
 
 

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Protocol
 
 from runners.errors import RuntimeFailure, SubprocessError
-from runners.runtime import hybrid, shim
+from runners.runtime import shim
 from runners.runtime.bundle import ContainerDir
+from runners.runtime.dirwatch import DirWatch
 from runners.runtime.supervisors import ForkServer, SupervisorLauncher
 
 _CONTAINER_ID = re.compile(r"^[\w+.-]{1,128}$")
@@ -83,24 +84,23 @@ class ContainerRuntime(Protocol):
 class RuntimeCommands:
     """The argv of each runtime operation; no I/O (tests pin them exactly).
 
-    ``root`` is the runtime's state directory (``--root``); ``prefix`` runs the runtime
-    through a wrapper, e.g. the hybrid-cgroup work-around crun needs.
+    ``root`` is the runtime's state directory (``--root``). ``hide_unified_cgroup`` asks
+    the supervisor to run ``run`` in a private mount namespace without the host's cgroup2
+    mount (the hybrid-cgroup work-around crun needs, :mod:`runners.runtime.hybrid`); the
+    other operations run as they are.
     """
 
     binary: str = "runc"
     root: str | None = None
-    prefix: tuple[str, ...] = ()
+    hide_unified_cgroup: bool = False
 
     @classmethod
-    def crun(
-        cls, root: str | None = None, *, hybrid_cgroups: bool, python: str = sys.executable
-    ) -> RuntimeCommands:
-        """crun; on a hybrid-cgroup host it runs inside :mod:`runners.runtime.hybrid`."""
-        prefix = (python, "-m", hybrid.MODULE) if hybrid_cgroups else ()
-        return cls(binary="crun", root=root, prefix=prefix)
+    def crun(cls, root: str | None = None, *, hybrid_cgroups: bool) -> RuntimeCommands:
+        """crun; on a hybrid-cgroup host its ``run`` does not see the cgroup2 mount."""
+        return cls(binary="crun", root=root, hide_unified_cgroup=hybrid_cgroups)
 
     def _base(self) -> list[str]:
-        argv = [*self.prefix, self.binary]
+        argv = [self.binary]
         if self.root is not None:
             argv += ["--root", self.root]
         return argv
@@ -172,7 +172,12 @@ class RuncRuntime:
         runtime_argv = self.commands.run(
             container_id, str(bundle.path), str(bundle.container_pid), str(bundle.runtime_log)
         )
-        self.supervisors.launch(bundle, runtime_argv, self.max_log_bytes)
+        self.supervisors.launch(
+            bundle,
+            runtime_argv,
+            self.max_log_bytes,
+            hide_unified_cgroup=self.commands.hide_unified_cgroup,
+        )
         status = self._await(container_id, bundle, self.start_timeout, until_running=True)
         if status.state is ContainerState.STOPPED and not status.started:
             record = bundle.read_exit()
@@ -302,18 +307,19 @@ class RuncRuntime:
         self, container_id: str, bundle: ContainerDir, timeout: float, *, until_running: bool
     ) -> ContainerStatus:
         deadline = time.monotonic() + timeout
-        # a start is over in tens of milliseconds: look often at first, then back off
-        pause = min(0.001, self.poll_interval)
-        while True:
-            status = self.status(container_id, bundle)
-            if status.state in (ContainerState.STOPPED, ContainerState.ABSENT):
-                return status
-            if until_running and status.state is ContainerState.RUNNING:
-                return status
-            if time.monotonic() >= deadline:
-                return status
-            time.sleep(pause)
-            pause = min(pause * 1.5, self.poll_interval)
+        # woken by the runtime writing container.pid or the supervisor exit.json; the
+        # poll interval only bounds how late a supervisor's death (no file) is seen
+        with DirWatch(bundle.path) as changes:
+            while True:
+                status = self.status(container_id, bundle)
+                if status.state in (ContainerState.STOPPED, ContainerState.ABSENT):
+                    return status
+                if until_running and status.state is ContainerState.RUNNING:
+                    return status
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return status
+                changes.wait(min(remaining, self.poll_interval))
 
 
 def _check_id(container_id: str) -> None:

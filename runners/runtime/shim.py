@@ -5,7 +5,8 @@ forked by its fork server (:mod:`runners.runtime.forkserver`), which costs a few
 milliseconds; this module is also a command of its own, which costs a fresh interpreter
 per container but needs no helper process::
 
-    python -m runners.runtime.shim --dir CONTAINER_DIR [--max-log-bytes N] -- RUNTIME ARGV...
+    python -m runners.runtime.shim --dir CONTAINER_DIR [--max-log-bytes N]
+        [--hide-unified-cgroup] -- RUNTIME ARGV...
 
 Either way the supervisor lives in a session of its own, re-parented to init, so it
 survives an agent restart; the agent re-adopts the container from the files in its
@@ -32,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from runners.runtime import hybrid
 from runners.runtime.bundle import ContainerDir, ExitRecord
 
 DEFAULT_MAX_LOG_BYTES = 10 << 20
@@ -77,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}")
     parser.add_argument("--dir", required=True, type=Path)
     parser.add_argument("--max-log-bytes", type=int, default=DEFAULT_MAX_LOG_BYTES)
+    parser.add_argument("--hide-unified-cgroup", action="store_true")
     parser.add_argument("runtime", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     runtime = args.runtime[1:] if args.runtime[:1] == ["--"] else args.runtime
@@ -102,15 +105,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.setsid()
         os.chdir("/")
         _detach_stdio()
-        code = supervise(ContainerDir(args.dir), runtime, args.max_log_bytes, ready_write)
+        code = supervise(
+            ContainerDir(args.dir),
+            runtime,
+            args.max_log_bytes,
+            ready_write,
+            hide_unified_cgroup=args.hide_unified_cgroup,
+        )
     except BaseException:
         traceback.print_exc()
         report(ready_write, b"supervisor failed: " + traceback.format_exc().encode())
     os._exit(code)
 
 
-def supervise(container: ContainerDir, runtime: list[str], max_log_bytes: int, ready: int) -> int:
-    """Run ``runtime`` to completion, logging its output and recording how it ended."""
+def supervise(
+    container: ContainerDir,
+    runtime: list[str],
+    max_log_bytes: int,
+    ready: int,
+    *,
+    hide_unified_cgroup: bool = False,
+) -> int:
+    """Run ``runtime`` to completion, logging its output and recording how it ended.
+
+    With ``hide_unified_cgroup`` the runtime starts in a private mount namespace without
+    the host's cgroup2 mount (crun on a hybrid-cgroup host); this process is
+    single-threaded, so doing that between fork and exec is safe.
+    """
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         # a Python handler, not SIG_IGN: ignored dispositions would be inherited through
         # exec by the runtime and the container, which must still die of SIGTERM
@@ -127,9 +148,13 @@ def supervise(container: ContainerDir, runtime: list[str], max_log_bytes: int, r
         report(ready, b"ok %d" % me)
         try:
             proc = subprocess.Popen(
-                runtime, stdin=subprocess.DEVNULL, stdout=out_write, stderr=err_write
+                runtime,
+                stdin=subprocess.DEVNULL,
+                stdout=out_write,
+                stderr=err_write,
+                preexec_fn=hybrid.hide_unified_cgroup if hide_unified_cgroup else None,
             )
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:
             container.write_exit(ExitRecord(code=127, started=False, error=f"{runtime[0]}: {exc}"))
             return 0
         finally:

@@ -34,11 +34,20 @@ class SupervisorLauncher(Protocol):
         """Get ready now, so that the first container does not wait (may do nothing)."""
         ...
 
-    def launch(self, bundle: ContainerDir, runtime_argv: list[str], max_log_bytes: int) -> int:
+    def launch(
+        self,
+        bundle: ContainerDir,
+        runtime_argv: list[str],
+        max_log_bytes: int,
+        *,
+        hide_unified_cgroup: bool = False,
+    ) -> int:
         """Start the supervisor of ``bundle`` running ``runtime_argv``; return its pid.
 
         Returns once the runtime has been spawned (or its failure to spawn recorded in
         ``exit.json``); raises :class:`RuntimeFailure` when no supervisor could start.
+        ``hide_unified_cgroup`` runs the runtime without the host's cgroup2 mount
+        (:func:`runners.runtime.hybrid.hide_unified_cgroup`).
         """
         ...
 
@@ -57,8 +66,17 @@ class SpawnedSupervisors:
     def start(self) -> None:
         return None
 
-    def launch(self, bundle: ContainerDir, runtime_argv: list[str], max_log_bytes: int) -> int:
+    def launch(
+        self,
+        bundle: ContainerDir,
+        runtime_argv: list[str],
+        max_log_bytes: int,
+        *,
+        hide_unified_cgroup: bool = False,
+    ) -> int:
         argv = [self.python, "-m", shim.MODULE, "--dir", str(bundle.path)]
+        if hide_unified_cgroup:
+            argv.append("--hide-unified-cgroup")
         argv += ["--max-log-bytes", str(max_log_bytes), "--", *runtime_argv]
         with open(bundle.shim_log, "ab") as log:
             try:
@@ -109,8 +127,20 @@ class ForkServer:
         proc = self._proc
         return proc.pid if proc is not None and proc.poll() is None else None
 
-    def launch(self, bundle: ContainerDir, runtime_argv: list[str], max_log_bytes: int) -> int:
-        request = {"dir": str(bundle.path), "max_log_bytes": max_log_bytes, "argv": runtime_argv}
+    def launch(
+        self,
+        bundle: ContainerDir,
+        runtime_argv: list[str],
+        max_log_bytes: int,
+        *,
+        hide_unified_cgroup: bool = False,
+    ) -> int:
+        request = {
+            "dir": str(bundle.path),
+            "max_log_bytes": max_log_bytes,
+            "argv": runtime_argv,
+            "hide_unified_cgroup": hide_unified_cgroup,
+        }
         line = json.dumps(request).encode() + b"\n"
         with self._lock:
             proc = self._running()

@@ -8,6 +8,7 @@ from pipeline.cli.containers import build_spec, parse_size
 from runners.agent.containers import exec_command
 from runners.agent.errors import BadSpec
 from runners.agent.health import HEALTHY, STARTING, UNHEALTHY, HealthState, observe
+from runners.agent.launch import resolve_runtime
 from runners.agent.model import HealthCheck, RestartPolicy, parse_spec, spec_to_json
 from runners.agent.restarts import restart_delay, should_restart
 from runners.agent.server import Listener, ListenError
@@ -132,3 +133,10 @@ def test_exec_enters_every_namespace_of_the_process() -> None:
     assert exec_command(42, ["id"]) == [
         "nsenter", "--target", "42", "--all", "--root", "--wd", "--", "id",
     ]  # fmt: skip
+
+
+def test_auto_runtime_is_crun_where_installed() -> None:
+    assert resolve_runtime("auto", which=lambda name: f"/usr/bin/{name}") == "crun"
+    assert resolve_runtime("auto", which=lambda name: None) == "runc"
+    assert resolve_runtime("runc", which=lambda name: f"/usr/bin/{name}") == "runc"
+    assert resolve_runtime("crun", which=lambda name: None) == "crun"

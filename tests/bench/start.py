@@ -1,6 +1,6 @@
 """Benchmark: starting a busybox httpd — berth agent vs podman run vs docker run vs bare runc.
 
-    .venv/bin/python -m tests.bench.start [--count 50] [--no-docker]
+    .venv/bin/python -m tests.bench.start [--count 50] [--no-docker] [--runtime auto|runc|crun]
 
 For each tool: time from request to process running, and to healthy (the httpd answers
 on its published port), for COUNT sequential starts (tools alternating, A B A B) and
@@ -8,8 +8,10 @@ COUNT concurrent ones; medians and ratios against berth. Also the agent's RSS id
 with COUNT containers. berth is asked as the control plane asks, with the image's
 digest (so no tag is resolved at the registry per start). docker is measured with a
 private ``dockerd`` (own data root, socket and bridge, no iptables) when one is
-installed. Everything runs on this machine; servers listen on 127.0.0.1 or inside
-namespaces.
+installed. The floors are bare ``runc run -d`` and, where installed, bare ``crun run -d``
+of one prepared bundle; the agent uses the runtime ``--runtime`` names (its own default,
+``auto``, is crun where installed). Everything runs on this machine; servers listen on
+127.0.0.1 or inside namespaces.
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ from pathlib import Path
 
 from runners import network as net
 from runners.agent.client import AgentClient
+from runners.agent.launch import resolve_runtime
 from runners.oci.client import RegistryClient
 from runners.oci.layout import OCILayout
 from runners.oci.reference import Reference
+from runners.runtime import hybrid
+from runners.runtime.host import is_hybrid_cgroup_host
 from tests.bench.common import Samples, print_table, rss_kib, run
 from tests.helpers.ociimage import write_oci_layout
 from tests.helpers.procs import free_port, wait_for_port, wait_until
@@ -64,7 +69,7 @@ class Berth:
 
     name = "berth"
 
-    def __init__(self, root: Path, image: str) -> None:
+    def __init__(self, root: Path, image: str, runtime: str) -> None:
         self.root = root
         self.image = image
         self.digest = ""
@@ -77,6 +82,7 @@ class Berth:
             sys.executable, "-m", "runners.agent", "--data", str(root / "data"),
             "--listen", f"unix:{self.socket}", "--host-name", self.host_name,
             "--subnet", self.subnet, "--bridge", self.bridge, "--nft-table", self.table,
+            "--runtime", runtime,
         ]  # fmt: skip
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(self.socket.exists, timeout=30)
@@ -232,6 +238,8 @@ class BareRunc:
     """``runc run -d`` of one prepared bundle (own netns, no network): the floor."""
 
     name = "runc"
+    binary = "runc"
+    hide_unified_cgroup = False
 
     def __init__(self, root: Path, layout: Path) -> None:
         self.root = root
@@ -251,12 +259,14 @@ class BareRunc:
 
     def start(self, index: int, port: int) -> tuple[float, float]:
         cid = f"r{index}-{secrets.token_hex(2)}"
-        argv = ["runc", "--root", str(self.root / "state"), "run", "-d", "--bundle",
+        argv = [self.binary, "--root", str(self.root / "state"), "run", "-d", "--bundle",
                 str(self.bundle), cid]  # fmt: skip
+        hide = hybrid.hide_unified_cgroup if self.hide_unified_cgroup else None
         began = time.perf_counter()
         # the detached container inherits stdio: pipes would never reach EOF
         done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, check=False)  # fmt: skip
+                              stderr=subprocess.DEVNULL, check=False,
+                              preexec_fn=hide)  # fmt: skip
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}")
         running = time.perf_counter() - began
@@ -265,12 +275,20 @@ class BareRunc:
 
     def clear(self) -> None:
         for cid in self.ids:
-            subprocess.run(["runc", "--root", str(self.root / "state"), "delete", "-f", cid],
+            subprocess.run([self.binary, "--root", str(self.root / "state"), "delete", "-f", cid],
                            capture_output=True, check=False)  # fmt: skip
         self.ids.clear()
 
     def close(self) -> None:
         self.clear()
+
+
+class BareCrun(BareRunc):
+    """``crun run -d`` of the same bundle, without the host's cgroup2 mount where hybrid."""
+
+    name = "crun"
+    binary = "crun"
+    hide_unified_cgroup = is_hybrid_cgroup_host()
 
 
 Tool = Berth | Podman | Docker | BareRunc
@@ -293,7 +311,7 @@ def concurrent(tools: list[Tool], count: int, ports: Iterator[int]) -> tuple[Sam
     for tool in tools:
         jobs = [(i, next(ports)) for i in range(count)]
         with ThreadPoolExecutor(max_workers=count) as pool:
-            for up, ok in pool.map(lambda job, t=tool: t.start(*job), jobs):  # type: ignore[misc]
+            for up, ok in pool.map(lambda job, t=tool: t.start(*job), jobs):
                 running.add(tool.name, up)
                 healthy.add(tool.name, ok)
         if isinstance(tool, Berth):
@@ -316,6 +334,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=50)
     parser.add_argument("--no-docker", action="store_true", help="Do not measure docker.")
+    parser.add_argument(
+        "--runtime", choices=("auto", "runc", "crun"), default="auto", help="The agent's runtime."
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="berth-bench-start-"))
     os.chmod(root, 0o711)  # noqa: S103 -- the shifted container root traverses it
@@ -334,7 +355,8 @@ def main() -> int:
         with RegistryClient() as client:
             client.push_image(OCILayout.open(layout), ref, tag="v1")
         (root / "berth").mkdir(mode=0o711)
-        berth = Berth(root / "berth", str(ref))
+        berth = Berth(root / "berth", str(ref), args.runtime)
+        print(f"berth agent runtime: {resolve_runtime(args.runtime)}")
         tools.append(berth)
         print(f"agent RSS idle: {rss_kib(berth.proc.pid)} KiB")
         tools.append(Podman(root / "podman", layout))
@@ -347,11 +369,13 @@ def main() -> int:
         else:
             tools.append(Docker(root / "docker", layout))
         tools.append(BareRunc(root / "runc", layout))
+        if shutil.which("crun"):
+            tools.append(BareCrun(root / "crun", layout))
         ports = iter(range(21000, 65000))
         names = [tool.name for tool in tools]
         running, healthy = sequential(tools, args.count, ports)
         report(f"{args.count} sequential starts: request -> running", running, names)
-        answering = [name for name in names if name != "runc"]
+        answering = [name for name in names if name not in ("runc", "crun")]
         report(f"{args.count} sequential starts: request -> answering", healthy, answering)
         running, healthy = concurrent(tools, args.count, ports)
         report(f"{args.count} concurrent starts: request -> running", running, names)

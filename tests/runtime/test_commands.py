@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from runners.errors import RuntimeFailure
-from runners.runtime.hybrid import MODULE as HYBRID
 from runners.runtime.oci_runtime import RuntimeCommands
 from runners.runtime.rootfs import MAX_LAYERS, mount_command, overlay_options
 
@@ -39,21 +38,20 @@ def test_runc_lifecycle_commands() -> None:
     assert commands.list() == ["runc", "list", "--format", "json"]
 
 
-def test_crun_on_a_hybrid_host_runs_through_the_work_around() -> None:
-    commands = RuntimeCommands.crun("/run/berth/crun", hybrid_cgroups=True, python="/py")
-    assert commands.kill("a", 9) == [
-        "/py",
-        "-m",
-        HYBRID,
+def test_crun_on_a_hybrid_host_hides_the_cgroup2_mount_only_for_run() -> None:
+    commands = RuntimeCommands.crun("/run/berth/crun", hybrid_cgroups=True)
+    assert commands.hide_unified_cgroup is True
+    # state, kill and delete work as they are; only the supervisor's run needs the mount gone
+    assert commands.kill("a", 9) == ["crun", "--root", "/run/berth/crun", "kill", "a", "9"]
+    assert commands.run("a", "/c/a", "/c/a/pid", "/c/a/log")[:3] == [
         "crun",
         "--root",
         "/run/berth/crun",
-        "kill",
-        "a",
-        "9",
     ]
     plain = RuntimeCommands.crun(hybrid_cgroups=False)
+    assert plain.hide_unified_cgroup is False
     assert plain.delete("a") == ["crun", "delete", "--force", "a"]
+    assert RuntimeCommands().hide_unified_cgroup is False
 
 
 def test_overlay_options_list_the_top_layer_first() -> None:

@@ -1,0 +1,42 @@
+"""DirWatch wakes a waiter when a file appears, and otherwise sleeps out its timeout."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from runners.runtime.dirwatch import DirWatch
+
+pytestmark = pytest.mark.unit
+
+
+def test_a_created_file_wakes_the_waiter(tmp_path: Path) -> None:
+    with DirWatch(tmp_path) as changes:
+        assert changes.fd >= 0
+        assert changes.wait(0.01) is False  # nothing happened yet
+        writer = threading.Timer(0.05, lambda: (tmp_path / "container.pid").write_text("42\n"))
+        writer.start()
+        try:
+            # bounded: a missed event would return False after the timeout, not hang
+            assert changes.wait(30) is True
+        finally:
+            writer.join()
+        assert changes.wait(0) is False  # the events were consumed
+
+
+def test_a_file_renamed_into_place_wakes_the_waiter(tmp_path: Path) -> None:
+    staged = tmp_path.parent / f"{tmp_path.name}.staged"
+    staged.write_text("{}")
+    with DirWatch(tmp_path) as changes:
+        os.replace(staged, tmp_path / "exit.json")
+        assert changes.wait(30) is True
+
+
+def test_a_missing_directory_falls_back_to_sleeping(tmp_path: Path) -> None:
+    with DirWatch(tmp_path / "absent") as changes:
+        assert changes.fd == -1
+        assert changes.wait(0.01) is False
+    changes.close()  # closing twice is harmless
