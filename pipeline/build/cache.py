@@ -80,7 +80,8 @@ class BuildCache:
     """The cache directory (see the module docstring); cheap to construct."""
 
     def __init__(self, root: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        self.root = Path(root)
+        # absolute: RUN steps hand paths below it to the OCI runtime, which needs them so
+        self.root = Path(root).absolute()
         self.max_bytes = max_bytes
         self._images: OCILayout | None = None
         # scratch dir -> the descriptor holding its lock; the lock dies with the process

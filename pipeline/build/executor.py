@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +40,7 @@ from pipeline.build.run import ContainerRunner, RunRequest, run_step
 from runners.errors import RuntimeFailure
 from runners.oci import mediatypes
 from runners.oci.digest import Digest
-from runners.oci.layer import tree_entries, write_layer
+from runners.oci.layer import LayerEntry, tree_entries, write_layer
 from runners.oci.manifest import Descriptor, ImageManifest, build_manifest
 
 SOURCE_ANNOTATION = "org.opencontainers.image.source"
@@ -347,7 +347,15 @@ class Builder:
                 )
             except BuildError as exc:
                 raise DockerfileError(plan.source, step.line, str(exc)) from exc
-            layer = self._write(entries)
+            # The layer is a function of its entries and the bytes they read: when a step
+            # below changed but this COPY would write the same tar, its blob is reused
+            # (the step still counts as rebuilt; only the writing is skipped).
+            memo = layer_memo_key(digest, entries)
+            layer = None if memo is None or options.no_cache else self.cache.lookup(memo)
+            if layer is None:
+                layer = self._write(entries)
+                if memo is not None:
+                    self.cache.record(memo, layer)
         finally:
             if mount_cleanup is not None:
                 mount_cleanup()
@@ -502,6 +510,27 @@ def _run_argv(state: ImageState, step: Instruction) -> tuple[str, ...]:
         script = command + "\n" + "".join(f"{h.content}{h.name}\n" for h in step.heredocs)
         return (*state.shell, script)
     return command_of(state, step)
+
+
+def layer_memo_key(content: str, entries: Sequence[LayerEntry]) -> str | None:
+    """A key for the tar that ``entries`` make, given ``content``, the hash of the bytes
+    their sources hold (:func:`~pipeline.build.context.content_hash`).
+
+    Every field that reaches the tar is in it; the writer is deterministic, so equal keys
+    mean equal blobs. None when an entry streams from a reader (archive members), whose
+    bytes the content hash covers only indirectly.
+    """
+    rows = []
+    for entry in entries:
+        if entry.reader is not None:
+            return None
+        data = hashlib.sha256(entry.data).hexdigest() if entry.data is not None else ""
+        xattrs = sorted((name, value.hex()) for name, value in entry.xattrs.items())
+        rows.append(
+            [entry.name, entry.kind.value, entry.mode, entry.uid, entry.gid, entry.mtime,
+             entry.size, entry.linkname, data, xattrs]
+        )  # fmt: skip
+    return _hash("layer", content, json.dumps(rows))
 
 
 def _hash(*parts: str) -> str:

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.bench.common import Samples, print_table, run, timed
+from tests.bench.common import Samples, compile_bytecode, print_table, run, timed
 
 BERTH = str(Path(sys.executable).with_name("berth"))
 BASE = "docker.io/library/busybox:latest"
@@ -137,6 +137,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     options = parser.parse_args()
+    compile_bytecode()
     root = Path(tempfile.mkdtemp(prefix="berth-bench-build-"))
     try:
         contexts = make_contexts(root)

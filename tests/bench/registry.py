@@ -29,7 +29,7 @@ import httpx
 from runners.oci.client import RegistryClient
 from runners.oci.layout import OCILayout
 from runners.oci.reference import Reference
-from tests.bench.common import Samples, print_table, rss_kib, run, timed
+from tests.bench.common import Samples, compile_bytecode, print_table, rss_kib, run, timed
 from tests.helpers.ociimage import write_oci_layout
 from tests.helpers.procs import free_port, wait_for_port
 
@@ -121,6 +121,7 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=100)
     parser.add_argument("--big-gib", type=float, default=1.0)
     args = parser.parse_args()
+    compile_bytecode()
 
     work = Path(tempfile.mkdtemp(prefix="berth-bench-registry-"))
     procs: dict[str, subprocess.Popen[bytes]] = {}

@@ -25,7 +25,7 @@ import time
 from functools import partial
 
 from pipeline.store.events import cli_source
-from tests.bench.common import print_table
+from tests.bench.common import compile_bytecode, print_table
 from tests.helpers.procs import wait_until
 from tests.rollout.democluster import DemoCluster, Deployment, fetch, share
 
@@ -46,6 +46,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    compile_bytecode()
     cluster = DemoCluster.up(10, "10.248.0.0/24", "10.249.0.0/16")
     replicas = 20
     environments: list[dict[str, object]] = [

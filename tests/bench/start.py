@@ -40,7 +40,7 @@ from runners.oci.layout import OCILayout
 from runners.oci.reference import Reference
 from runners.runtime import hybrid
 from runners.runtime.host import is_hybrid_cgroup_host
-from tests.bench.common import Samples, print_table, rss_kib, run
+from tests.bench.common import Samples, compile_bytecode, print_table, rss_kib, run
 from tests.helpers.ociimage import write_oci_layout
 from tests.helpers.procs import free_port, wait_for_port, wait_until
 
@@ -338,6 +338,7 @@ def main() -> int:
         "--runtime", choices=("auto", "runc", "crun"), default="auto", help="The agent's runtime."
     )
     args = parser.parse_args()
+    compile_bytecode()
     root = Path(tempfile.mkdtemp(prefix="berth-bench-start-"))
     os.chmod(root, 0o711)  # noqa: S103 -- the shifted container root traverses it
     registry_port = free_port()

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.bench.common import print_table
+from tests.bench.common import compile_bytecode, print_table
 from tests.control.support import PUSH_PAYLOADS, TOKEN_ENV, TOKENS, service_config, signed
 from tests.helpers.gitrepo import make_repo
 from tests.helpers.procs import ProcessLauncher, free_port, wait_for_port
@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="client processes")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    compile_bytecode()
     with tempfile.TemporaryDirectory(prefix="berth-bench-trigger-") as temp:
         root = Path(temp)
         cache = root / "cache"

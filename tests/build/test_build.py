@@ -89,6 +89,45 @@ def test_one_file_change_rebuilds_only_from_its_step(berth: Berth, tmp_path: Pat
     assert [s["state"] for s in berth.build(context)["steps"]] == ["cached"] * 4
 
 
+def test_a_rebuilt_copy_that_writes_the_same_tar_reuses_its_blob(
+    berth: Berth, tmp_path: Path
+) -> None:
+    context = write_context(
+        tmp_path / "ctx",
+        "FROM busybox\nCOPY f /f\nCOPY big /data/big\n",
+        {"f": "f1\n", "big": os.urandom(256 * 1024)},
+    )
+    first = berth.build(context)
+    blobs = berth.cache_dir / "images" / "blobs" / "sha256"
+    before = set(os.listdir(blobs))
+    big_blob = blobs / first["layers"][2]["digest"].split(":")[1]
+    big_inode = big_blob.stat().st_ino
+    (context / "f").write_text("f2\n")
+    changed = berth.build(context)
+    # the step below changed, so COPY big is rebuilt, yet it writes the very same layer
+    assert [s["state"] for s in changed["steps"]] == ["built", "built"]
+    assert changed["layers"][1] != first["layers"][1]
+    assert changed["layers"][2] == first["layers"][2]
+    new_blobs = set(os.listdir(blobs)) - before
+    assert changed["layers"][1]["digest"].split(":")[1] in new_blobs
+    assert changed["layers"][2]["digest"].split(":")[1] not in new_blobs
+    assert big_blob.stat().st_ino == big_inode  # not written again
+
+
+def test_a_copy_whose_parent_directory_changed_writes_a_new_layer(
+    berth: Berth, tmp_path: Path
+) -> None:
+    # COPY repeats the metadata of existing parent directories: a different mode below
+    # must give a different layer even though the copied bytes are the same
+    dockerfile = "FROM busybox\nRUN mkdir -p /dst && chmod {mode} /dst\nCOPY f /dst/f\n"
+    context = write_context(tmp_path / "ctx", dockerfile.format(mode="700"), {"f": "same\n"})
+    first = berth.build(context)
+    (context / "Dockerfile").write_text(dockerfile.format(mode="755"))
+    second = berth.build(context)
+    assert [s["state"] for s in second["steps"]] == ["built", "built"]
+    assert second["layers"][2] != first["layers"][2]
+
+
 def test_failing_run_names_line_command_and_output_and_caches_nothing(
     berth: Berth, tmp_path: Path
 ) -> None:
@@ -153,3 +192,13 @@ def test_multi_stage_copy_from_and_target(berth: Berth, tmp_path: Path) -> None:
     assert sorted(os.listdir(rootfs)) == ["artifact", "busybox"]
     only_build = berth.build(context, "--target", "build")
     assert len(only_build["layers"]) == 2
+
+
+def test_a_relative_cache_dir_works_for_run_steps(
+    berth: Berth, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context = write_context(tmp_path / "ctx", "FROM busybox\nRUN echo hi > /a\n", {})
+    monkeypatch.chdir(berth.cache_dir.parent)
+    code, out, err = berth("build", str(context), "--cache-dir", berth.cache_dir.name, "--json")
+    assert code == 0, err
+    assert [s["state"] for s in json.loads(out)["steps"]] == ["built"]
