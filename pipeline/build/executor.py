@@ -34,7 +34,7 @@ from pipeline.build.imagestate import (
     initial_state,
     join_workdir,
 )
-from pipeline.build.lowers import LowerView, unpack_layers
+from pipeline.build.lowers import LayerIndex, LowerView, Prefetcher, unpack_layers, view_of
 from pipeline.build.plan import META_INSTRUCTIONS, BuildPlan, Instruction, Stage, check_source_path
 from pipeline.build.run import ContainerRunner, RunRequest, run_step
 from runners.errors import RuntimeFailure
@@ -119,6 +119,9 @@ class Builder:
         self.runner = runner
         self.progress = progress
         self._reports: list[StepReport] = []
+        # layers this build wrote with COPY: looked up in memory, unpacked in the background
+        self._indexes: dict[Digest, LayerIndex] = {}
+        self._prefetch = Prefetcher(cache)
 
     def build(self, plan: BuildPlan, context: SourceTree, options: BuildOptions) -> BuildResult:
         created = datetime.fromtimestamp(options.source_date_epoch, UTC).strftime(
@@ -126,8 +129,12 @@ class Builder:
         )
         self._reports = []
         results: dict[int, _StageResult] = {}
-        for stage in plan.stages:
-            results[stage.index] = self._stage(stage, plan, context, options, results, created)
+        try:
+            for stage in plan.stages:
+                results[stage.index] = self._stage(stage, plan, context, options, results, created)
+        finally:
+            self._prefetch.close()
+            self._indexes.clear()
         final = results[plan.target]
         config_bytes = config_document(final.state, created)
         config_digest = self.cache.images.write_blob(config_bytes)
@@ -175,7 +182,7 @@ class Builder:
         def lower() -> LowerView:
             found = view[0]
             if found is None:
-                found = view[0] = LowerView(unpack_layers(self.cache, current.layers))
+                found = view[0] = view_of(self.cache, current.layers, self._indexes)
             return found
 
         for step in stage.steps:
@@ -356,6 +363,11 @@ class Builder:
                 layer = self._write(entries)
                 if memo is not None:
                     self.cache.record(memo, layer)
+            index = LayerIndex.from_entries(entries) if origin is None else None
+            if index is not None:
+                # the next COPY looks here; the next RUN finds the layer unpacked (or waits)
+                self._indexes[layer.digest] = index
+                self._prefetch.submit(Descriptor(layer.media_type, layer.digest, layer.size))
         finally:
             if mount_cleanup is not None:
                 mount_cleanup()

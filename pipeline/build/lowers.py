@@ -5,18 +5,28 @@ whiteouts). :class:`LowerView` answers "what is at this path" the way the overla
 would — topmost layer first, stopping at whiteouts and opaque directories — so COPY
 can learn whether a destination is a directory or read ``/etc/passwd`` for ``--chown``
 without mounting anything.
+
+A layer this build just wrote with COPY need not be unpacked for that: its entries are
+still in memory (:class:`LayerIndex`), so the next COPY looks there while the layer is
+unpacked in the background for the next RUN (:class:`Prefetcher`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
 from pipeline.build.cache import BuildCache
+from runners.oci.digest import Digest
+from runners.oci.layer import EntryKind, LayerEntry
 from runners.oci.manifest import Descriptor
+
+_log = logging.getLogger(__name__)
 
 # overlayfs marks a directory that hides the layers below it with this attribute
 OPAQUE_XATTR = "trusted.overlay.opaque"
@@ -35,17 +45,105 @@ def unpack_layers(cache: BuildCache, layers: Sequence[Descriptor]) -> list[Path]
     return found
 
 
-class LowerView:
-    """Read-only lookups through layer directories given bottom first."""
+MAX_TEXT = 1 << 20  # /etc/passwd and /etc/group, read for --chown
 
-    def __init__(self, layer_dirs: Sequence[Path]) -> None:
-        self.top_first = list(reversed(layer_dirs))
+_KIND_BITS = {
+    EntryKind.FILE: stat.S_IFREG,
+    EntryKind.HARDLINK: stat.S_IFREG,
+    EntryKind.DIR: stat.S_IFDIR,
+    EntryKind.SYMLINK: stat.S_IFLNK,
+}
+
+
+class LayerIndex:
+    """A COPY layer's entries by name: lookups like an unpacked directory, no disk.
+
+    Only for layers made of plain files, directories and links (what COPY writes);
+    ``from_entries`` returns None for anything else, and the layer is unpacked instead.
+    """
+
+    def __init__(self, entries: dict[str, LayerEntry]) -> None:
+        self.entries = entries
+
+    @classmethod
+    def from_entries(cls, entries: Iterable[LayerEntry]) -> LayerIndex | None:
+        found = {}
+        for entry in entries:
+            if entry.kind not in _KIND_BITS:
+                return None
+            found[entry.name.strip("/")] = entry
+        return cls(found)
+
+    def lookup(self, parts: Sequence[str]) -> LayerEntry | None:
+        """The entry at ``parts`` when this layer has it; None when it is not here."""
+        for depth in range(1, len(parts) + 1):
+            entry = self.entries.get("/".join(parts[:depth]))
+            if entry is None:
+                return None  # COPY writes every parent, so nothing deeper is here either
+            if depth == len(parts):
+                return entry
+            if entry.kind is not EntryKind.DIR:
+                return None
+        return None
+
+    def stat_of(self, entry: LayerEntry) -> os.stat_result:
+        if entry.kind is EntryKind.HARDLINK:
+            target = self.entries.get(entry.linkname.strip("/"))
+            if target is not None and target.kind is EntryKind.FILE:
+                entry = target
+        mode = _KIND_BITS[entry.kind] | entry.mode
+        # ino: identity within this layer; dev -1 keeps it apart from any real file
+        ino = id(entry)
+        return os.stat_result(
+            (mode, ino, -1, 1, entry.uid, entry.gid, entry.size,
+             entry.mtime, entry.mtime, entry.mtime)
+        )  # fmt: skip
+
+    def read_text(self, entry: LayerEntry) -> str | None:
+        if entry.kind is EntryKind.HARDLINK:
+            target = self.entries.get(entry.linkname.strip("/"))
+            if target is None:
+                return None
+            entry = target
+        if entry.kind is not EntryKind.FILE:
+            return None
+        if entry.data is not None:
+            return entry.data.decode(errors="replace")
+        if entry.source is not None:
+            with entry.source.open("rb") as stream:
+                return stream.read(MAX_TEXT).decode(errors="replace")
+        if entry.reader is not None:
+            with entry.reader() as stream:
+                return stream.read(MAX_TEXT).decode(errors="replace")
+        return None
+
+
+Layer = Path | LayerIndex
+
+
+class LowerView:
+    """Read-only lookups through layers given bottom first (directories or indexes)."""
+
+    def __init__(self, layers: Sequence[Layer]) -> None:
+        self.top_first = list(reversed(layers))
 
     def lstat(self, rel: str) -> os.stat_result | None:
+        found = self._find(rel)
+        return None if found is None else found[1]
+
+    def _find(self, rel: str) -> tuple[Layer, os.stat_result, LayerEntry | None] | None:
         parts = [p for p in rel.split("/") if p]
         if not parts:
-            return os.lstat(self.top_first[0]) if self.top_first else None
+            top = self.top_first[0] if self.top_first else None
+            if isinstance(top, Path):
+                return top, os.lstat(top), None
+            return None
         for layer in self.top_first:
+            if isinstance(layer, LayerIndex):
+                entry = layer.lookup(parts)
+                if entry is not None:
+                    return layer, layer.stat_of(entry), entry
+                continue
             hidden = False
             for depth in range(1, len(parts) + 1):
                 path = layer.joinpath(*parts[:depth])
@@ -57,7 +155,7 @@ class LowerView:
                     hidden = True  # a whiteout: deleted in this layer
                     break
                 if depth == len(parts):
-                    return info
+                    return layer, info, None
                 if not stat.S_ISDIR(info.st_mode):
                     break
                 if _opaque(path):
@@ -69,22 +167,60 @@ class LowerView:
         return None
 
     def read_text(self, rel: str) -> str | None:
-        parts = [p for p in rel.split("/") if p]
-        info = self.lstat(rel)
-        if info is None or not stat.S_ISREG(info.st_mode):
+        found = self._find(rel)
+        if found is None or not stat.S_ISREG(found[1].st_mode):
             return None
-        for layer in self.top_first:
-            path = layer.joinpath(*parts)
-            try:
-                if os.lstat(path).st_ino == info.st_ino:
-                    return path.read_text(errors="replace")
-            except OSError:
-                continue
-        return None
+        layer, _, entry = found
+        if isinstance(layer, LayerIndex):
+            return layer.read_text(entry) if entry is not None else None
+        parts = [p for p in rel.split("/") if p]
+        return layer.joinpath(*parts).read_text(errors="replace")
 
     def is_dir(self, rel: str) -> bool:
         info = self.lstat(rel)
         return info is not None and stat.S_ISDIR(info.st_mode)
+
+
+class Prefetcher:
+    """Unpacks layers into the build cache's layer store on one background thread.
+
+    :func:`unpack_layers` of the same layer later waits for it (the layer store's
+    per-layer lock) or finds it done. Failures here are only logged: whoever needs
+    the layer unpacks it again and sees the error itself.
+    """
+
+    def __init__(self, cache: BuildCache) -> None:
+        self.cache = cache
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: list[Future[list[Path]]] = []
+
+    def submit(self, layer: Descriptor) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unpack")
+        self._pending.append(self._pool.submit(unpack_layers, self.cache, [layer]))
+
+    def close(self) -> None:
+        """Wait for what was started (nothing keeps writing into the cache after a build)."""
+        for future in self._pending:
+            try:
+                future.result()
+            except Exception:  # whoever needs the layer unpacks it again and reports it
+                _log.debug("background unpack failed", exc_info=True)
+        self._pending.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+def view_of(
+    cache: BuildCache, layers: Sequence[Descriptor], indexes: dict[Digest, LayerIndex]
+) -> LowerView:
+    """A view of ``layers`` that unpacks only those without an in-memory index."""
+    on_disk = [layer for layer in layers if layer.digest not in indexes]
+    dirs = iter(unpack_layers(cache, on_disk))
+    return LowerView(
+        [indexes[layer.digest] if layer.digest in indexes else next(dirs) for layer in layers]
+    )
 
 
 def _opaque(path: Path) -> bool:

@@ -3,7 +3,9 @@
 Two Dockerfiles — the small one from PEERS.md and a larger one (2,000 small files, one
 50 MiB file, two RUN steps) — in three cases each: cold cache, nothing changed, one
 file changed. Tools alternate within a round; 5 rounds; medians and ratios printed as
-a markdown table, then berth's per-step output after a one-file change.
+a markdown table, then berth's per-step output after a one-file change. Every timed
+build starts after a ``sync``, so that no build pays for writing back what the one
+before it (of either tool) or a cache reset left dirty.
 
     .venv/bin/python -m tests.bench.build [--rounds N]
 """
@@ -170,13 +172,18 @@ def main() -> int:
                     for tool_name in order:
                         tool = tools[tool_name]
                         tool.cold()  # type: ignore[attr-defined]
+                        # each timed build starts with nothing left to write back: neither
+                        # tool pays for the other's (or its own teardown's) dirty pages
+                        os.sync()
                         samples[name]["cold"].add(
                             tool_name, timed(lambda t=tool, c=context: t.build(c))
                         )  # type: ignore[attr-defined]
+                        os.sync()
                         samples[name]["unchanged"].add(
                             tool_name, timed(lambda t=tool, c=context: t.build(c))
                         )  # type: ignore[attr-defined]
                         change_one(context, round_no * 2 + order.index(tool_name))
+                        os.sync()
                         samples[name]["one file"].add(
                             tool_name, timed(lambda t=tool, c=context: t.build(c))
                         )  # type: ignore[attr-defined]

@@ -1,0 +1,73 @@
+"""A COPY layer's in-memory index answers lookups exactly as its unpacked directory does."""
+
+from __future__ import annotations
+
+import io
+import stat
+from pathlib import Path
+
+import pytest
+
+from pipeline.build.lowers import LayerIndex, LowerView
+from runners.oci.layer import EntryKind, LayerEntry, write_layer
+from runners.runtime.unpack import unpack_layer
+
+pytestmark = pytest.mark.unit
+
+PATHS = ["etc", "etc/passwd", "app", "app/bin", "app/bin/tool", "app/link", "app/hard",
+         "app/bin/tool/x", "missing", "etc/group", "base-only", "app/base-only"]  # fmt: skip
+
+
+def _entries(source: Path) -> list[LayerEntry]:
+    source.write_text("from the context\n")
+    return [
+        LayerEntry("app", EntryKind.DIR, mode=0o750, uid=7, gid=8, mtime=100),
+        LayerEntry("app/bin", EntryKind.DIR, mode=0o755, mtime=100),
+        LayerEntry("app/bin/tool", EntryKind.FILE, mode=0o4755, size=17, source=source),
+        LayerEntry("app/hard", EntryKind.HARDLINK, linkname="app/bin/tool"),
+        LayerEntry("app/link", EntryKind.SYMLINK, mode=0o777, linkname="bin/tool"),
+        LayerEntry("etc", EntryKind.DIR, mode=0o755, mtime=50),
+        LayerEntry("etc/passwd", EntryKind.FILE, mode=0o644, size=25, data=b"root:x:0:0::/root:/bin/sh\n"[:25]),
+    ]  # fmt: skip
+
+
+def _base(root: Path) -> Path:
+    base = root / "base"
+    (base / "etc").mkdir(parents=True)
+    (base / "etc" / "passwd").write_text("old:x:1:1::/:/bin/false\n")
+    (base / "etc" / "group").write_text("root:x:0:\n")
+    (base / "base-only").write_text("b\n")
+    (base / "app").mkdir()
+    (base / "app" / "base-only").write_text("a\n")
+    return base
+
+
+def test_index_and_unpacked_layer_agree(tmp_path: Path) -> None:
+    entries = _entries(tmp_path / "tool-source")
+    blob = io.BytesIO()
+    write_layer(entries, blob)
+    blob.seek(0)
+    unpacked = unpack_layer(blob, tmp_path / "unpacked").path
+    index = LayerIndex.from_entries(entries)
+    assert index is not None
+    base = _base(tmp_path)
+    on_disk, in_memory = LowerView([base, unpacked]), LowerView([base, index])
+    for rel in PATHS:
+        want, got = on_disk.lstat(rel), in_memory.lstat(rel)
+        assert (want is None) == (got is None), rel
+        if want is not None and got is not None:
+            assert stat.S_IFMT(got.st_mode) == stat.S_IFMT(want.st_mode), rel
+            assert stat.S_IMODE(got.st_mode) == stat.S_IMODE(want.st_mode), rel
+            assert (got.st_uid, got.st_gid) == (want.st_uid, want.st_gid), rel
+            if stat.S_ISREG(want.st_mode):
+                assert got.st_size == want.st_size, rel
+        assert in_memory.read_text(rel) == on_disk.read_text(rel), rel
+        assert in_memory.is_dir(rel) == on_disk.is_dir(rel), rel
+    # the layer's passwd hides the base's; the base's group shows through
+    assert in_memory.read_text("etc/passwd") == "root:x:0:0::/root:/bin/sh"
+    assert in_memory.read_text("etc/group") == "root:x:0:\n"
+
+
+def test_layers_with_whiteouts_are_not_indexed() -> None:
+    whiteout = LayerEntry("gone", EntryKind.WHITEOUT)
+    assert LayerIndex.from_entries([whiteout]) is None
