@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,13 +34,20 @@ from pipeline.build.imagestate import (
     initial_state,
     join_workdir,
 )
-from pipeline.build.lowers import LayerIndex, LowerView, Prefetcher, unpack_layers, view_of
+from pipeline.build.lowers import (
+    LayerIndex,
+    LowerView,
+    Prefetcher,
+    layer_members,
+    unpack_layers,
+    view_of,
+)
 from pipeline.build.plan import META_INSTRUCTIONS, BuildPlan, Instruction, Stage, check_source_path
 from pipeline.build.run import ContainerRunner, RunRequest, run_step
 from runners.errors import RuntimeFailure
 from runners.oci import mediatypes
 from runners.oci.digest import Digest
-from runners.oci.layer import LayerEntry, tree_entries, write_layer
+from runners.oci.layer import LayerEntry, LayerWriter, tree_entries
 from runners.oci.manifest import Descriptor, ImageManifest, build_manifest
 
 SOURCE_ANNOTATION = "org.opencontainers.image.source"
@@ -122,6 +129,7 @@ class Builder:
         # layers this build wrote with COPY: looked up in memory, unpacked in the background
         self._indexes: dict[Digest, LayerIndex] = {}
         self._prefetch = Prefetcher(cache)
+        self._sources: dict[Path, tuple[int, int, int]] = {}
 
     def build(self, plan: BuildPlan, context: SourceTree, options: BuildOptions) -> BuildResult:
         created = datetime.fromtimestamp(options.source_date_epoch, UTC).strftime(
@@ -359,15 +367,20 @@ class Builder:
             # (the step still counts as rebuilt; only the writing is skipped).
             memo = layer_memo_key(digest, entries)
             layer = None if memo is None or options.no_cache else self.cache.lookup(memo)
+            members = None
             if layer is None:
                 layer = self._write(entries)
+                members = layer_members(entries, self._sources)
                 if memo is not None:
                     self.cache.record(memo, layer)
             index = LayerIndex.from_entries(entries) if origin is None else None
             if index is not None:
-                # the next COPY looks here; the next RUN finds the layer unpacked (or waits)
+                # the next COPY looks here; the next RUN finds the layer unpacked (or
+                # waits): written from the entries just written, not read back
                 self._indexes[layer.digest] = index
-                self._prefetch.submit(Descriptor(layer.media_type, layer.digest, layer.size))
+                self._prefetch.submit(
+                    Descriptor(layer.media_type, layer.digest, layer.size), members
+                )
         finally:
             if mount_cleanup is not None:
                 mount_cleanup()
@@ -426,11 +439,15 @@ class Builder:
         self._add(stage, step, current, key, layer, created, cached=True)
         return True
 
-    def _write(self, entries: object) -> CachedLayer:
+    def _write(self, entries: Iterable[LayerEntry]) -> CachedLayer:
         with self.cache.new_blob() as (path, keep), path.open("wb") as out:
-            digests = write_layer(entries, out)  # type: ignore[arg-type]
+            writer = LayerWriter(out)
+            for entry in entries:
+                writer.add(entry)
+            digests = writer.finish()
             out.flush()
             keep.append(digests.digest)
+        self._sources = writer.sources
         return CachedLayer(digests.digest, digests.size, digests.diff_id, mediatypes.OCI_LAYER_GZIP)
 
     def _add(

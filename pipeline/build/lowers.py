@@ -13,18 +13,25 @@ unpacked in the background for the next RUN (:class:`Prefetcher`).
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import stat
+import tarfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 from pipeline.build.cache import BuildCache
+from runners.errors import LayerError
 from runners.oci.digest import Digest
-from runners.oci.layer import EntryKind, LayerEntry
+from runners.oci.layer import EntryKind, LayerEntry, entry_tarinfo, source_identity
 from runners.oci.manifest import Descriptor
+
+if TYPE_CHECKING:
+    from runners.runtime.unpack import Content
 
 _log = logging.getLogger(__name__)
 
@@ -192,12 +199,16 @@ class Prefetcher:
     def __init__(self, cache: BuildCache) -> None:
         self.cache = cache
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: list[Future[list[Path]]] = []
+        self._pending: list[Future[object]] = []
 
-    def submit(self, layer: Descriptor) -> None:
+    def submit(self, layer: Descriptor, members: list[Member] | None = None) -> None:
+        """Unpack ``layer``; from ``members`` (see :func:`layer_members`) when given."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unpack")
-        self._pending.append(self._pool.submit(unpack_layers, self.cache, [layer]))
+        if members is None:
+            self._pending.append(self._pool.submit(unpack_layers, self.cache, [layer]))
+        else:
+            self._pending.append(self._pool.submit(_populate, self.cache, layer, members))
 
     def close(self) -> None:
         """Wait for what was started (nothing keeps writing into the cache after a build)."""
@@ -210,6 +221,61 @@ class Prefetcher:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+
+Member: TypeAlias = "tuple[tarfile.TarInfo, Content | None]"
+
+
+def layer_members(
+    entries: Sequence[LayerEntry], sources: dict[Path, tuple[int, int, int]]
+) -> list[Member] | None:
+    """The entries of a layer just written, as members to write its directory from.
+
+    ``sources`` is what each source file was when the layer was written
+    (:attr:`runners.oci.layer.LayerWriter.sources`): a file found different when its
+    directory is written fails that (the layer is then unpacked from its blob). None
+    when an entry streams from a reader (archive members).
+    """
+    members: list[Member] = []
+    for entry in entries:
+        info = entry_tarinfo(entry)
+        info.name = info.name.rstrip("/")  # as tarfile reads a directory's name
+        content: Content | None = None
+        if entry.kind is EntryKind.FILE:
+            if entry.data is not None:
+                content = partial(io.BytesIO, entry.data)
+            elif entry.source is not None and entry.source in sources:
+                content = partial(_Unchanged, entry.source, sources[entry.source])
+            else:
+                return None
+        members.append((info, content))
+    return members
+
+
+class _Unchanged(io.FileIO):
+    """A source file opened for reading that must be as it was when its layer was written."""
+
+    def __init__(self, path: Path, identity: tuple[int, int, int]) -> None:
+        super().__init__(path, "rb")
+        self.identity = identity
+        self._check()
+
+    def _check(self) -> None:
+        if source_identity(os.fstat(self.fileno())) != self.identity:
+            name = self.name
+            super().close()
+            raise LayerError(f"{name}: changed since its layer was written")
+
+    def close(self) -> None:
+        if not self.closed:
+            self._check()  # not rewritten while it was copied either
+        super().close()
+
+
+def _populate(cache: BuildCache, layer: Descriptor, members: list[Member]) -> Path:
+    from runners.runtime.layers import LayerStore
+
+    return LayerStore(cache.layers_root).populate(layer.digest, lambda: members)
 
 
 def view_of(

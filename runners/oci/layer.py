@@ -172,57 +172,70 @@ class LayerWriter:
             bufsize=CHUNK,
         )
         self.entries = 0
+        # what each source file was when its bytes went in (size, mtime, inode)
+        self.sources: dict[Path, tuple[int, int, int]] = {}
 
     def add(self, entry: LayerEntry) -> None:
-        info = tarfile.TarInfo(_tar_name(entry))
-        info.mode = entry.mode & 0o7777
-        info.uid, info.gid = entry.uid, entry.gid
-        info.uname = info.gname = ""
-        info.mtime = entry.mtime
-        if entry.xattrs:
-            info.pax_headers = {
-                f"SCHILY.xattr.{key}": value.decode("utf-8", "surrogateescape")
-                for key, value in sorted(entry.xattrs.items())
-            }
+        info = entry_tarinfo(entry)
         self.entries += 1
-        if entry.kind is EntryKind.FILE:
-            info.type = tarfile.REGTYPE
-            if entry.data is not None:
-                info.size = len(entry.data)
-                self._tar.addfile(info, _BytesReader(entry.data))
-                return
-            if entry.reader is not None:
-                info.size = entry.size
-                with entry.reader() as member:
-                    self._tar.addfile(info, member)
-                return
-            if entry.source is None:
-                raise LayerError(f"layer entry {entry.name!r}: a file needs a source")
-            with entry.source.open("rb") as stream:
-                size = os.fstat(stream.fileno()).st_size
-                if size != entry.size:
-                    raise LayerError(
-                        f"{entry.source}: changed while the layer was written "
-                        f"({entry.size} bytes expected, {size} now); build again"
-                    )
-                info.size = size
-                self._tar.addfile(info, stream)
+        if entry.kind is not EntryKind.FILE:
+            self._tar.addfile(info)
             return
-        if entry.kind is EntryKind.DIR:
-            info.type = tarfile.DIRTYPE
-        elif entry.kind is EntryKind.SYMLINK:
-            info.type, info.linkname = tarfile.SYMTYPE, entry.linkname
-        elif entry.kind is EntryKind.HARDLINK:
-            info.type, info.linkname = tarfile.LNKTYPE, entry.linkname
-        else:
-            # whiteouts and opaque markers are empty regular files owned by root
-            info.type, info.mode, info.uid, info.gid = tarfile.REGTYPE, 0o644, 0, 0
-            info.pax_headers = {}
-        self._tar.addfile(info)
+        if entry.data is not None:
+            self._tar.addfile(info, _BytesReader(entry.data))
+            return
+        if entry.reader is not None:
+            with entry.reader() as member:
+                self._tar.addfile(info, member)
+            return
+        if entry.source is None:
+            raise LayerError(f"layer entry {entry.name!r}: a file needs a source")
+        with entry.source.open("rb") as stream:
+            seen = os.fstat(stream.fileno())
+            if seen.st_size != entry.size:
+                raise LayerError(
+                    f"{entry.source}: changed while the layer was written "
+                    f"({entry.size} bytes expected, {seen.st_size} now); build again"
+                )
+            self.sources[entry.source] = source_identity(seen)
+            self._tar.addfile(info, stream)
 
     def finish(self) -> LayerDigests:
         self._tar.close()
         return self._sink.finish()
+
+
+def source_identity(info: os.stat_result) -> tuple[int, int, int]:
+    """Size, mtime and inode: a file that still has them was not rewritten since."""
+    return info.st_size, info.st_mtime_ns, info.st_ino
+
+
+def entry_tarinfo(entry: LayerEntry) -> tarfile.TarInfo:
+    """The tar header of ``entry`` as a layer holds it (a file's size included)."""
+    info = tarfile.TarInfo(_tar_name(entry))
+    info.mode = entry.mode & 0o7777
+    info.uid, info.gid = entry.uid, entry.gid
+    info.uname = info.gname = ""
+    info.mtime = entry.mtime
+    if entry.xattrs:
+        info.pax_headers = {
+            f"SCHILY.xattr.{key}": value.decode("utf-8", "surrogateescape")
+            for key, value in sorted(entry.xattrs.items())
+        }
+    if entry.kind is EntryKind.FILE:
+        info.type = tarfile.REGTYPE
+        info.size = len(entry.data) if entry.data is not None else entry.size
+    elif entry.kind is EntryKind.DIR:
+        info.type = tarfile.DIRTYPE
+    elif entry.kind is EntryKind.SYMLINK:
+        info.type, info.linkname = tarfile.SYMTYPE, entry.linkname
+    elif entry.kind is EntryKind.HARDLINK:
+        info.type, info.linkname = tarfile.LNKTYPE, entry.linkname
+    else:
+        # whiteouts and opaque markers are empty regular files owned by root
+        info.type, info.mode, info.uid, info.gid = tarfile.REGTYPE, 0o644, 0, 0
+        info.pax_headers = {}
+    return info
 
 
 class _BytesReader:

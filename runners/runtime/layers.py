@@ -16,15 +16,16 @@ import contextlib
 import fcntl
 import os
 import shutil
+import tarfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 from runners.errors import DigestError, RuntimeFailure
 from runners.oci.digest import Digest
 from runners.runtime.compression import Readable
-from runners.runtime.unpack import UnpackOptions, unpack_layer
+from runners.runtime.unpack import Content, UnpackOptions, populate_layer, unpack_layer
 
 LayerOpener = Callable[[], AbstractContextManager[Readable]]
 """Opens a layer blob for reading (a file, a registry response); called only when needed."""
@@ -72,6 +73,28 @@ class LayerStore:
         The unpacked content must hash to ``digest`` (as diff id or as blob digest), or
         :class:`DigestError` is raised and nothing is kept.
         """
+
+        def unpack(path: Path) -> None:
+            with opener() as blob:
+                unpack_layer(blob, path, self.options, expect=digest)
+
+        return self._once(digest, unpack)
+
+    def populate(
+        self,
+        digest: Digest,
+        members: Callable[[], Iterable[tuple[tarfile.TarInfo, Content | None]]],
+    ) -> Path:
+        """The directory of layer ``digest``, written from ``members`` if it is new.
+
+        For a layer whose blob this process has just written from the same members (a
+        build's COPY): nothing is decompressed or parsed, and no digest is checked, so
+        the caller vouches that ``members`` are exactly the blob's entries.
+        """
+        return self._once(digest, lambda path: populate_layer(members(), path, self.options))
+
+    def _once(self, digest: Digest, write: Callable[[Path], object]) -> Path:
+        """``digest``'s directory; ``write`` makes it under the layer's lock if it is new."""
         path = self.path_of(digest)
         if path.is_dir():
             return path
@@ -80,8 +103,7 @@ class LayerStore:
                 return path
             self._check_id_mapping()
             self._remove_debris(digest)
-            with opener() as blob:
-                unpack_layer(blob, path, self.options, expect=digest)
+            write(path)
         return path
 
     def remove(self, digest: Digest) -> bool:

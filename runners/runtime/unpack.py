@@ -21,11 +21,13 @@ included), mtimes, hard links and ``security.capability`` attributes are kept.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import shutil
 import stat
 import tarfile
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -69,6 +71,10 @@ class UnpackOptions:
     @property
     def shifted(self) -> bool:
         return self.uid_shift != 0 or self.gid_shift != 0
+
+
+Content = Callable[[], IO[bytes] | None]
+"""Opens a regular member's bytes (exactly ``member.size`` of them are read)."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,30 @@ def unpack_layer(
     )
 
 
+def populate_layer(
+    members: Iterable[tuple[tarfile.TarInfo, Content | None]],
+    dest: Path,
+    options: UnpackOptions | None = None,
+) -> int:
+    """Write a layer directory at ``dest`` from members given directly, not as a tar.
+
+    For a layer this process has just written from the same members (a build's COPY):
+    the directory comes out as :func:`unpack_layer` of that blob would make it, with the
+    same checks, staging and atomic rename, but without compressing, parsing and reading
+    back the tar. Returns the number of members.
+    """
+    options = options or UnpackOptions()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    try:
+        count = _Extractor(staging, options).extract_members(members)
+        _publish(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return count
+
+
 def _publish(staging: Path, dest: Path) -> None:
     try:
         os.rename(staging, dest)
@@ -167,17 +197,22 @@ class _Extractor:
         self.root_fd = -1
 
     def extract(self, stream: IO[bytes]) -> int:
+        def members() -> Iterable[tuple[tarfile.TarInfo, Content | None]]:
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                for member in tar:
+                    yield member, (lambda m=member: tar.extractfile(m))  # type: ignore[misc]
+
+        try:
+            return self.extract_members(members())
+        except tarfile.TarError as exc:
+            raise LayerError(f"layer tar is corrupt after {self.entries} entries: {exc}") from exc
+
+    def extract_members(self, members: Iterable[tuple[tarfile.TarInfo, Content | None]]) -> int:
         self.root_fd = os.open(self.root, _DIR_FLAGS)
         try:
-            try:
-                with tarfile.open(fileobj=stream, mode="r|") as tar:
-                    for member in tar:
-                        self.entries += 1
-                        self._entry(tar, member)
-            except tarfile.TarError as exc:
-                raise LayerError(
-                    f"layer tar is corrupt after {self.entries} entries: {exc}"
-                ) from exc
+            for member, content in members:
+                self.entries += 1
+                self._entry(member, content)
             self._check_symlinks()
             if not self.root_seen:
                 os.fchown(self.root_fd, self.root_uid, self.root_gid)
@@ -189,14 +224,14 @@ class _Extractor:
 
     # -- one entry -------------------------------------------------------------------
 
-    def _entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def _entry(self, member: tarfile.TarInfo, content: Content | None) -> None:
         try:
-            self._write_entry(tar, member)
+            self._write_entry(member, content)
         except OSError as exc:
             # a full disk or a read-only file system, not a bad layer; still name the entry
             raise LayerError(f"layer entry {member.name!r}: could not write it: {exc}") from exc
 
-    def _write_entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def _write_entry(self, member: tarfile.TarInfo, content: Content | None) -> None:
         name = member.name
         parts = confined.member_parts(name)
         if not parts:
@@ -211,7 +246,7 @@ class _Extractor:
             if member.isdir():
                 self._directory(parent, parts, member, uid, gid)
             elif member.isreg():
-                self._file(parent, parts, tar, member, uid, gid)
+                self._file(parent, parts, content, member, uid, gid)
             elif member.issym():
                 self._symlink(parent, parts, member, uid, gid)
             elif member.islnk():
@@ -307,19 +342,19 @@ class _Extractor:
         self,
         parent: int,
         parts: tuple[str, ...],
-        tar: tarfile.TarFile,
+        content: Content | None,
         member: tarfile.TarInfo,
         uid: int,
         gid: int,
     ) -> None:
         self._make_room(parent, parts, keep_dir=False)
         base = parts[-1]
-        source = tar.extractfile(member)
+        source = content() if content is not None else None
         fd = os.open(base, _NEW_FILE_FLAGS, 0o600, dir_fd=parent)
         try:
             if source is not None:
-                with source, open(fd, "wb", closefd=False) as out:
-                    shutil.copyfileobj(source, out, CHUNK)
+                with source:
+                    _copy_exactly(source, fd, member.size, member.name)
             # chown clears setuid bits and file capabilities: owner first, then the rest.
             os.fchown(fd, uid, gid)
             os.fchmod(fd, member.mode & 0o7777)
@@ -449,6 +484,36 @@ class _Extractor:
                 os.utime(fd, ns=(mtime, mtime))
             finally:
                 os.close(fd)
+
+
+def _copy_exactly(source: IO[bytes], fd: int, size: int, name: str) -> None:
+    """``size`` bytes of ``source`` into ``fd``; in the kernel when it is a real file."""
+    try:
+        source_fd = source.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        source_fd = -1
+    left = size
+    if source_fd >= 0:
+        while left > 0:
+            copied = os.copy_file_range(source_fd, fd, min(left, 1 << 30))
+            if copied == 0:
+                break
+            left -= copied
+    else:
+        while left > 0:
+            chunk = source.read(min(left, CHUNK))
+            if not chunk:
+                break
+            _write_all(fd, chunk)
+            left -= len(chunk)
+    if left:
+        raise LayerError(f"layer entry {name!r}: {left} of its {size} bytes are missing")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _mtime_ns(member: tarfile.TarInfo) -> int:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import io
+import os
 import stat
 from pathlib import Path
 
 import pytest
 
-from pipeline.build.lowers import LayerIndex, LowerView
-from runners.oci.layer import EntryKind, LayerEntry, write_layer
-from runners.runtime.unpack import unpack_layer
+from pipeline.build.lowers import LayerIndex, LowerView, layer_members
+from runners.errors import LayerError
+from runners.oci.layer import EntryKind, LayerEntry, LayerWriter, write_layer
+from runners.runtime.unpack import populate_layer, unpack_layer
 
 pytestmark = pytest.mark.unit
 
@@ -71,3 +73,56 @@ def test_index_and_unpacked_layer_agree(tmp_path: Path) -> None:
 def test_layers_with_whiteouts_are_not_indexed() -> None:
     whiteout = LayerEntry("gone", EntryKind.WHITEOUT)
     assert LayerIndex.from_entries([whiteout]) is None
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int, int, int, str]]:
+    found = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        body = ""
+        if stat.S_ISREG(info.st_mode):
+            body = path.read_bytes().hex()
+        elif stat.S_ISLNK(info.st_mode):
+            body = os.readlink(path)
+        found[str(path.relative_to(root))] = (
+            info.st_mode, info.st_uid, info.st_gid, int(info.st_mtime), body
+        )  # fmt: skip
+    return found
+
+
+def test_a_layer_written_from_its_entries_equals_the_unpacked_blob(tmp_path: Path) -> None:
+    entries = _entries(tmp_path / "tool-source")
+    blob = io.BytesIO()
+    writer = LayerWriter(blob)
+    for entry in entries:
+        writer.add(entry)
+    writer.finish()
+    blob.seek(0)
+    unpacked = unpack_layer(blob, tmp_path / "unpacked").path
+    members = layer_members(entries, writer.sources)
+    assert members is not None
+    populated = tmp_path / "populated"
+    assert populate_layer(members, populated) == len(entries)
+    assert _tree(populated) == _tree(unpacked)
+    assert (populated / "app" / "hard").stat().st_ino == (populated / "app/bin/tool").stat().st_ino
+
+
+def test_a_source_changed_after_the_layer_was_written_is_refused(tmp_path: Path) -> None:
+    entries = _entries(tmp_path / "tool-source")
+    writer = LayerWriter(io.BytesIO())
+    for entry in entries:
+        writer.add(entry)
+    writer.finish()
+    (tmp_path / "tool-source").write_text("rewritten, same size\n"[:17])
+    os.utime(tmp_path / "tool-source", ns=(1, 1))
+    members = layer_members(entries, writer.sources)
+    assert members is not None
+    with pytest.raises(LayerError, match="changed since its layer was written"):
+        populate_layer(members, tmp_path / "populated")
+    assert not (tmp_path / "populated").exists()  # nothing half written is visible
+    assert list(tmp_path.glob(".populated*")) == []
+
+
+def test_members_of_streamed_entries_are_not_offered() -> None:
+    streamed = LayerEntry("a", EntryKind.FILE, size=1, reader=lambda: io.BytesIO(b"x"))
+    assert layer_members([streamed], {}) is None
