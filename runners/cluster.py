@@ -66,7 +66,9 @@ from runners.net.namespaces import (
     remove_netns,
 )
 from runners.net.ports import remove_host_table
+from runners.runtime.host import CGROUP_ROOT, remove_cgroup_tree
 from runners.runtime.rootfs import unmount_rootfs
+from runners.runtime.spec import CGROUP_PARENT
 
 AgentArgv = Callable[[HostSpec], list[str]]
 LINK_IFNAME = "link0"
@@ -353,6 +355,17 @@ def _unmount_all(directory: Path) -> None:
         unmount_rootfs(target)
 
 
+def _remove_cgroups(host_name: str) -> None:
+    # containers killed here (not stopped by their agent) leave their cgroups behind
+    busy = remove_cgroup_tree(f"{CGROUP_PARENT}/{host_name}")
+    if busy:
+        raise RunnerError("cgroups still in use: " + "; ".join(busy))
+    for hierarchy in CGROUP_ROOT.iterdir() if CGROUP_ROOT.is_dir() else ():
+        with contextlib.suppress(OSError):
+            # only when empty: other hosts' agents may still have theirs there
+            (hierarchy / CGROUP_PARENT.strip("/")).rmdir()
+
+
 def _teardown(state: ClusterState) -> None:
     problems: list[str] = []
 
@@ -376,6 +389,7 @@ def _teardown(state: ClusterState) -> None:
             table = partial(remove_host_table, netns=host.netns, table=host.network.table)
             attempt(f"remove nft table of {host.name}", table)
         attempt(f"remove netns {host.netns}", partial(remove_netns, host.netns))
+        attempt(f"remove cgroups of {host.name}", partial(_remove_cgroups, host.name))
         attempt(f"delete veth {host.root_veth}", partial(delete_link, host.root_veth))
     attempt(f"delete bridge {plan.bridge}", partial(delete_link, plan.bridge))
     if problems:

@@ -20,7 +20,7 @@ from runners.agent.model import InstanceSpec
 from runners.agent.networking import Attachment
 from runners.errors import RuntimeFailure
 from runners.runtime.bundle import ContainerDir, ExitRecord, default_hosts
-from runners.runtime.host import host_limits
+from runners.runtime.host import CGROUP_ROOT, host_limits
 from runners.runtime.oci_runtime import ContainerState, ContainerStatus, RuncRuntime
 from runners.runtime.rootfs import mount_rootfs, mounted_at, unmount_rootfs
 from runners.runtime.spec import (
@@ -32,8 +32,6 @@ from runners.runtime.spec import (
     runtime_spec,
 )
 from runners.runtime.spec import InstanceSpec as RuntimeInstance
-
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,13 @@ These are the only reads of host state the runtime package makes for a spec; the
 
 from __future__ import annotations
 
+import os
 import resource
 from pathlib import Path
 
 from runners.runtime.spec import HostLimits
 
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 UNIFIED_CGROUP = "/sys/fs/cgroup/unified"
 
 
@@ -37,3 +39,25 @@ def is_hybrid_cgroup_host(mountinfo: Path = Path("/proc/self/mountinfo")) -> boo
         v1 = v1 or fstype == "cgroup"
         v2 = v2 or fstype == "cgroup2"
     return v1 and v2
+
+
+def remove_cgroup_tree(relative: str, root: Path = CGROUP_ROOT) -> list[str]:
+    """Remove the cgroup ``relative`` and all below it, in every hierarchy, deepest first.
+
+    Only empty cgroups can go (the kernel refuses one with processes); those left are
+    returned, so that a caller can say which are still in use.
+    """
+    busy = []
+    hierarchies = sorted(root.iterdir()) if root.is_dir() else []
+    for hierarchy in hierarchies:
+        top = hierarchy / relative.strip("/")
+        if hierarchy.is_symlink() or not top.is_dir():
+            continue  # cpu -> cpu,cpuacct and the like: the real one is visited too
+        for directory, _, _ in os.walk(top, topdown=False):
+            try:
+                os.rmdir(directory)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                busy.append(f"{directory}: {exc.strerror}")
+    return busy

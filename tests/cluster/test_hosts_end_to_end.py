@@ -108,3 +108,12 @@ def test_containers_on_five_hosts_reach_each_other_and_published_ports(
     finally:
         launcher.stop_all()
         berth("cluster", "down", "--name", name, "--data", str(data))
+    # the containers were still running: cluster down removed their cgroups too
+    left = [
+        str(path)
+        for hierarchy in Path("/sys/fs/cgroup").iterdir()
+        for index in range(1, HOSTS + 1)
+        for path in [hierarchy / "berth" / f"h{index}" / f"web-h{index}"]
+        if path.exists()
+    ]
+    assert left == []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runners.runtime.host import host_limits, is_hybrid_cgroup_host
+from runners.runtime.host import host_limits, is_hybrid_cgroup_host, remove_cgroup_tree
 
 pytestmark = pytest.mark.unit
 
@@ -33,3 +33,21 @@ def test_hybrid_detection(tmp_path: Path, lines: str, hybrid: bool) -> None:
     mountinfo = tmp_path / "mountinfo"
     mountinfo.write_text(lines)
     assert is_hybrid_cgroup_host(mountinfo) is hybrid
+
+
+def test_remove_cgroup_tree_removes_deepest_first_and_names_what_is_busy(tmp_path: Path) -> None:
+    for hierarchy in ("memory", "pids"):
+        (tmp_path / hierarchy / "berth" / "h1" / "web" / "inner").mkdir(parents=True)
+    (tmp_path / "memory" / "berth" / "h2").mkdir()
+    # a cgroup with processes cannot be removed; here a file stands in for them
+    (tmp_path / "pids" / "berth" / "h1" / "web" / "cgroup.procs").write_text("42\n")
+    (tmp_path / "cpu").symlink_to("memory")  # cpu -> cpu,cpuacct style alias: skipped
+    busy = remove_cgroup_tree("/berth/h1", root=tmp_path)
+    assert not (tmp_path / "memory" / "berth" / "h1").exists()
+    assert (tmp_path / "memory" / "berth" / "h2").is_dir()  # another host's: untouched
+    assert not (tmp_path / "pids" / "berth" / "h1" / "web" / "inner").exists()
+    assert busy == [
+        f"{tmp_path}/pids/berth/h1/web: Directory not empty",
+        f"{tmp_path}/pids/berth/h1: Directory not empty",
+    ]
+    assert remove_cgroup_tree("/berth/absent", root=tmp_path) == []
