@@ -178,7 +178,13 @@ def _write(data: bytes) -> None:
 @click.argument("command", nargs=-1)
 @click.option("--name", help="Instance id (the container's hostname) [default: run-XXXXXX].")
 @click.option("-e", "--env", multiple=True, metavar="NAME=VALUE")
-@click.option("-p", "--publish", multiple=True, metavar="HOSTPORT:PORT", help="Publish a port.")
+@click.option(
+    "-p",
+    "--publish",
+    multiple=True,
+    metavar="HOSTPORT:PORT",
+    help="Publish a port: HOSTPORT on every address of the host, 127.0.0.1 included, reaches the container's PORT.",
+)
 @click.option("-m", "--memory", help="Memory limit (64m, 1g).")
 @click.option("--cpus", type=float, help="CPU limit (0.5 = half a CPU).")
 @click.option("--restart", type=click.Choice(["no", "on-failure"]), default="no")

@@ -19,7 +19,7 @@ from runners.errors import NetworkError
 from runners.net.links import create_bridge, delete_bridge, link_exists
 from runners.net.names import validate_ifname, validate_netns_name
 from runners.net.nftables import DEFAULT_TABLE, validate_table_name
-from runners.net.nsthread import set_sysctl
+from runners.net.nsthread import set_interface_sysctl, set_sysctl
 from runners.net.ports import install_host_table, remove_host_table
 
 DEFAULT_BRIDGE = "berth0"
@@ -98,10 +98,17 @@ def load_host_network(path: Path) -> HostNetwork:
 
 
 def setup_host_network(host: HostNetwork) -> None:
-    """Create the bridge (if missing), enable forwarding and install the nft table."""
+    """Create the bridge (if missing), enable forwarding and install the nft table.
+
+    ``route_localnet`` on the bridge lets a connection from the host's own loopback to a
+    published port (``curl 127.0.0.1:8080``) be sent on to its container; the table
+    masquerades those and drops any other packet for 127.0.0.0/8 that arrives from
+    outside the loopback, which that setting would otherwise let in.
+    """
     if not link_exists(host.bridge, netns=host.netns):
         create_bridge(host.bridge, host.gateway, netns=host.netns)
     set_sysctl(host.netns, "net.ipv4.ip_forward", "1")
+    set_interface_sysctl(host.netns, host.bridge, "route_localnet", "1")
     install_host_table(host.subnet, netns=host.netns, table=host.table)
 
 

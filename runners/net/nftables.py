@@ -31,6 +31,7 @@ from runners.net.namespaces import nsenter_argv
 Protocol = Literal["tcp", "udp"]
 DEFAULT_TABLE = "berth"
 MAP_NAME = "published"
+LOOPBACK = IPv4Network("127.0.0.0/8")
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 
 
@@ -78,7 +79,10 @@ def render_nft_ruleset(
     It first declares and deletes the table, so applying it replaces whatever berth had
     before in one transaction. ``subnet`` is the host's container subnet: a container
     reaching a port published on its own host is masqueraded so replies come back the
-    way they went (hairpin).
+    way they went (hairpin), and so is a connection from the host's loopback (with
+    ``route_localnet`` on the bridge). ``localnet_guard`` drops packets for 127.0.0.0/8
+    that arrive on any other interface and are not replies of such connections, as
+    route_localnet would otherwise accept them.
     """
     validate_table_name(table)
     elements = sorted(set(ports))
@@ -113,6 +117,12 @@ def render_nft_ruleset(
         "\tchain postrouting {",
         "\t\ttype nat hook postrouting priority 100; policy accept;",
         f"\t\tct status dnat ip saddr {subnet} ip daddr {subnet} masquerade",
+        f"\t\tct status dnat ip saddr {LOOPBACK} ip daddr {subnet} masquerade",
+        "\t}",
+        "",
+        "\tchain localnet_guard {",
+        "\t\ttype filter hook input priority 0; policy accept;",
+        f'\t\tiif != "lo" ip daddr {LOOPBACK} ct status & dnat == 0 drop',
         "\t}",
         "}",
     ]

@@ -95,3 +95,23 @@ def set_sysctl(netns: str | None, key: str, value: str) -> None:
         in_netns(None if netns is None else netns_path(netns), write)
     except OSError as exc:
         raise NetworkError(f"sysctl {key}={value} in {netns or 'this namespace'}: {exc}") from exc
+
+
+def set_interface_sysctl(netns: str | None, ifname: str, leaf: str, value: str) -> None:
+    """Write ``/proc/sys/net/ipv4/conf/IFNAME/LEAF`` inside ``netns``.
+
+    Apart from :func:`set_sysctl` because interface names may contain dots.
+    """
+    if "/" in ifname or ifname in ("", ".", "..") or not leaf.isidentifier():
+        raise ValueError(f"sysctl of interface {ifname!r}, {leaf!r}: not an interface setting")
+    target = Path("/proc/sys/net/ipv4/conf") / ifname / leaf
+
+    def write() -> None:
+        target.write_text(value)
+
+    try:
+        in_netns(None if netns is None else netns_path(netns), write)
+    except OSError as exc:
+        raise NetworkError(
+            f"sysctl net.ipv4.conf.{ifname}.{leaf}={value} in {netns or 'this namespace'}: {exc}"
+        ) from exc

@@ -84,3 +84,40 @@ def leftovers(marker: str) -> list[str]:
         out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
         found += [f"{argv[0]} {argv[-1]}: {line}" for line in out.splitlines() if marker in line]
     return found
+
+
+def _checksum(header: bytes) -> int:
+    total = sum(int.from_bytes(header[i : i + 2], "big") for i in range(0, len(header), 2))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def send_raw_udp(
+    netns: str, ifname: str, dst_mac: str, src_ip: str, dst_ip: str, port: int, payload: bytes
+) -> None:
+    """Put one hand-made UDP datagram on ``ifname`` inside ``netns``, routing bypassed.
+
+    What a container with CAP_NET_RAW can do: send to any address, 127.0.0.1 included,
+    straight to the host's bridge.
+    """
+    import ipaddress
+    import struct
+
+    udp = struct.pack("!HHHH", 40000, port, 8 + len(payload), 0) + payload
+    ip = bytearray(
+        struct.pack(
+            "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0,
+            ipaddress.IPv4Address(src_ip).packed, ipaddress.IPv4Address(dst_ip).packed,
+        )
+    )  # fmt: skip
+    ip[10:12] = _checksum(bytes(ip)).to_bytes(2, "big")
+
+    def send() -> None:
+        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as raw:
+            raw.bind((ifname, 0))
+            source_mac = raw.getsockname()[4]
+            frame = bytes.fromhex(dst_mac.replace(":", "")) + source_mac + b"\x08\x00"
+            raw.send(frame + bytes(ip) + udp)
+
+    in_netns(netns_path(netns), send)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Network
@@ -10,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from runners.errors import NetworkError
+from runners.net.names import netns_path
+from runners.net.nsthread import in_netns
 from runners.network import (
     HostNetwork,
     Ipam,
@@ -29,7 +34,14 @@ from runners.network import (
     teardown_host_network,
     unpublish_port,
 )
-from tests.network.support import ANY_ADDRESS, fetch_from, leftovers, respond_in, unique
+from tests.network.support import (
+    ANY_ADDRESS,
+    fetch_from,
+    leftovers,
+    respond_in,
+    send_raw_udp,
+    unique,
+)
 
 pytestmark = pytest.mark.privileged
 
@@ -118,6 +130,36 @@ def test_published_port_answers_on_the_host_and_is_removed(host: Host) -> None:
         # locally generated (output hook) and from a container via the host (hairpin)
         assert fetch_from(host.netns, gateway, 8080) == "published"
         assert fetch_from(ns_c, gateway, 8080) == "published"
+        # on the host's own loopback too, as with docker -p (route_localnet + masquerade)
+        assert fetch_from(host.netns, "127.0.0.1", 8080) == "published"
+        # but the host's loopback services stay out of the containers' reach, also for
+        # a container that sends to 127.0.0.1 on the wire (which route_localnet on the
+        # bridge would accept without the table's guard)
+        assert fetch_from(ns_c, gateway, 8080) == "published"
+        listener = in_netns(
+            netns_path(host.netns), lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        )
+        with listener:
+            listener.bind(("127.0.0.1", 9100))
+            listener.settimeout(0.5)
+            bridge_mac = json.loads(
+                subprocess.run(
+                    ["ip", "-n", host.netns, "-j", "link", "show", "berth0"],
+                    capture_output=True, text=True, check=True,
+                ).stdout
+            )[0]["address"]  # fmt: skip
+            client_ip = str(host.ipam.lookup("client"))
+            for payload in (b"probe-1", b"probe-2", b"probe-3"):
+                send_raw_udp(ns_c, "eth0", bridge_mac, client_ip, "127.0.0.1", 9100, payload)
+            with pytest.raises(TimeoutError):
+                listener.recvfrom(64)
+            # the same datagram from the host's own loopback arrives: the port is open
+            sender = in_netns(
+                netns_path(host.netns), lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            )
+            with sender:
+                sender.sendto(b"local", ("127.0.0.1", 9100))
+            assert listener.recvfrom(64)[0] == b"local"
         assert unpublish_port("tcp", 8080, netns=host.netns) is True
         assert unpublish_port("tcp", 8080, netns=host.netns) is False
         assert published_ports(netns=host.netns) == []

@@ -40,6 +40,12 @@ table inet berth {
 \tchain postrouting {
 \t\ttype nat hook postrouting priority 100; policy accept;
 \t\tct status dnat ip saddr 10.241.1.0/24 ip daddr 10.241.1.0/24 masquerade
+\t\tct status dnat ip saddr 127.0.0.0/8 ip daddr 10.241.1.0/24 masquerade
+\t}
+
+\tchain localnet_guard {
+\t\ttype filter hook input priority 0; policy accept;
+\t\tiif != "lo" ip daddr 127.0.0.0/8 ct status & dnat == 0 drop
 \t}
 }
 """
