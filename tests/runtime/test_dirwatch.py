@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,21 @@ def test_a_missing_directory_falls_back_to_sleeping(tmp_path: Path) -> None:
         assert changes.fd == -1
         assert changes.wait(0.01) is False
     changes.close()  # closing twice is harmless
+
+
+def test_closed_watches_are_released_in_the_background(tmp_path: Path) -> None:
+    watch = DirWatch(tmp_path)
+    fd = watch.fd
+    assert os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify"
+    watch.close()
+    assert watch.fd == -1
+    for _ in range(500):  # bounded: 5 s at most
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except FileNotFoundError:
+            break
+        if target != "anon_inode:inotify":
+            break  # closed, and the number already reused by another file
+        time.sleep(0.01)
+    else:
+        raise AssertionError(f"inotify descriptor {fd} was never closed")
