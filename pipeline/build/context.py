@@ -142,6 +142,22 @@ def _normal(word: str) -> str:
     return "/".join(p for p in word.split("/") if p not in ("", "."))
 
 
+def source_identities(
+    tree: SourceTree, selections: Iterable[tuple[str, list[Selected]]]
+) -> dict[Path, tuple[int, int, int]]:
+    """Size, mtime and inode of each regular file a COPY selected, as seen then.
+
+    Whatever is written from those files later (the layer's blob, its directory) must
+    find them so, or the build fails rather than make the two differ.
+    """
+    return {
+        tree.path(item.rel): (item.info.st_size, item.info.st_mtime_ns, item.info.st_ino)
+        for _, selected in selections
+        for item in selected
+        if stat.S_ISREG(item.info.st_mode)
+    }
+
+
 def content_hash(tree: SourceTree, selections: Iterable[tuple[str, list[Selected]]]) -> str:
     """A hash of what a COPY reads: names, types, modes, link targets and bytes."""
     hasher = hashlib.sha256()

@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.build.cache import BuildCache, CachedLayer
-from pipeline.build.context import SourceTree, content_hash
+from pipeline.build.context import SourceTree, content_hash, source_identities
 from pipeline.build.copy import CopyRequest, copy_entries, select_all
 from pipeline.build.errors import BuildError, DockerfileError, StepFailed
 from pipeline.build.expand import ExpansionError, expand_heredoc
@@ -129,7 +130,6 @@ class Builder:
         # layers this build wrote with COPY: looked up in memory, unpacked in the background
         self._indexes: dict[Digest, LayerIndex] = {}
         self._prefetch = Prefetcher(cache)
-        self._sources: dict[Path, tuple[int, int, int]] = {}
 
     def build(self, plan: BuildPlan, context: SourceTree, options: BuildOptions) -> BuildResult:
         created = datetime.fromtimestamp(options.source_date_epoch, UTC).strftime(
@@ -367,20 +367,28 @@ class Builder:
             # (the step still counts as rebuilt; only the writing is skipped).
             memo = layer_memo_key(digest, entries)
             layer = None if memo is None or options.no_cache else self.cache.lookup(memo)
-            members = None
+            index = LayerIndex.from_entries(entries) if origin is None else None
+            identities = source_identities(tree, selections)
             if layer is None:
-                layer = self._write(entries)
-                members = layer_members(entries, self._sources)
+                # The next RUN needs this layer's directory: it is written from the same
+                # entries on another thread while the blob is (not unpacked from it).
+                members = layer_members(entries, identities) if index is not None else None
+                blob: Future[Digest] = Future()
+                if members is not None:
+                    self._prefetch.write(members, blob)
+                try:
+                    layer = self._write(entries, identities)
+                except BaseException as exc:
+                    blob.set_exception(exc)
+                    raise
+                blob.set_result(layer.digest)
                 if memo is not None:
                     self.cache.record(memo, layer)
-            index = LayerIndex.from_entries(entries) if origin is None else None
+            elif index is not None:
+                self._prefetch.submit(Descriptor(layer.media_type, layer.digest, layer.size))
             if index is not None:
-                # the next COPY looks here; the next RUN finds the layer unpacked (or
-                # waits): written from the entries just written, not read back
+                # the next COPY looks here instead of in the unpacked directory
                 self._indexes[layer.digest] = index
-                self._prefetch.submit(
-                    Descriptor(layer.media_type, layer.digest, layer.size), members
-                )
         finally:
             if mount_cleanup is not None:
                 mount_cleanup()
@@ -439,15 +447,18 @@ class Builder:
         self._add(stage, step, current, key, layer, created, cached=True)
         return True
 
-    def _write(self, entries: Iterable[LayerEntry]) -> CachedLayer:
+    def _write(
+        self,
+        entries: Iterable[LayerEntry],
+        expected: Mapping[Path, tuple[int, int, int]] | None = None,
+    ) -> CachedLayer:
         with self.cache.new_blob() as (path, keep), path.open("wb") as out:
-            writer = LayerWriter(out)
+            writer = LayerWriter(out, expected)
             for entry in entries:
                 writer.add(entry)
             digests = writer.finish()
             out.flush()
             keep.append(digests.digest)
-        self._sources = writer.sources
         return CachedLayer(digests.digest, digests.size, digests.diff_id, mediatypes.OCI_LAYER_GZIP)
 
     def _add(

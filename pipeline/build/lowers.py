@@ -18,7 +18,7 @@ import logging
 import os
 import stat
 import tarfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -189,26 +189,34 @@ class LowerView:
 
 
 class Prefetcher:
-    """Unpacks layers into the build cache's layer store on one background thread.
+    """Unpacks layers into the build cache's layer store on background threads.
 
     :func:`unpack_layers` of the same layer later waits for it (the layer store's
     per-layer lock) or finds it done. Failures here are only logged: whoever needs
     the layer unpacks it again and sees the error itself.
     """
 
-    def __init__(self, cache: BuildCache) -> None:
+    def __init__(self, cache: BuildCache, workers: int = 2) -> None:
         self.cache = cache
+        self.workers = workers
         self._pool: ThreadPoolExecutor | None = None
         self._pending: list[Future[object]] = []
 
-    def submit(self, layer: Descriptor, members: list[Member] | None = None) -> None:
-        """Unpack ``layer``; from ``members`` (see :func:`layer_members`) when given."""
+    def submit(self, layer: Descriptor) -> None:
+        """Unpack ``layer`` from its blob."""
+        self._run(unpack_layers, self.cache, [layer])
+
+    def write(self, members: list[Member], digest: Future[Digest]) -> None:
+        """Write a layer's directory from ``members`` (see :func:`layer_members`) while
+        its blob is still being written; it is filed under ``digest`` once that is known
+        (and thrown away if the blob's writing fails)."""
+        self._run(_write_staged, self.cache, members, digest)
+
+    def _run(self, *call: object) -> None:
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unpack")
-        if members is None:
-            self._pending.append(self._pool.submit(unpack_layers, self.cache, [layer]))
-        else:
-            self._pending.append(self._pool.submit(_populate, self.cache, layer, members))
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="unpack")
+        function, *args = call
+        self._pending.append(self._pool.submit(function, *args))  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Wait for what was started (nothing keeps writing into the cache after a build)."""
@@ -223,18 +231,34 @@ class Prefetcher:
             self._pool = None
 
 
+def _write_staged(cache: BuildCache, members: list[Member], digest: Future[Digest]) -> Path:
+    from runners.runtime.layers import LayerStore
+    from runners.runtime.unpack import write_members
+
+    workspace = cache.scratch("layer-")
+    try:
+        staged = workspace / "layer"
+        staged.mkdir()
+        write_members(members, staged)
+        return LayerStore(cache.layers_root).adopt(digest.result(), staged)
+    finally:
+        # removes the staged copy too when the layer was there already or this failed
+        cache.release_scratch(workspace)
+
+
 Member: TypeAlias = "tuple[tarfile.TarInfo, Content | None]"
 
 
 def layer_members(
-    entries: Sequence[LayerEntry], sources: dict[Path, tuple[int, int, int]]
+    entries: Sequence[LayerEntry], sources: Mapping[Path, tuple[int, int, int]]
 ) -> list[Member] | None:
-    """The entries of a layer just written, as members to write its directory from.
+    """A COPY layer's entries as members to write its directory from.
 
-    ``sources`` is what each source file was when the layer was written
-    (:attr:`runners.oci.layer.LayerWriter.sources`): a file found different when its
-    directory is written fails that (the layer is then unpacked from its blob). None
-    when an entry streams from a reader (archive members).
+    ``sources`` is what each source file was when COPY selected it (size, mtime and
+    inode: :func:`runners.oci.layer.source_identity`); a file found different when its
+    copy is written fails that write, as it fails the blob's (see
+    :class:`runners.oci.layer.LayerWriter`). None when an entry streams from a reader
+    (archive members) or its source is not in ``sources``.
     """
     members: list[Member] = []
     for entry in entries:
@@ -253,7 +277,7 @@ def layer_members(
 
 
 class _Unchanged(io.FileIO):
-    """A source file opened for reading that must be as it was when its layer was written."""
+    """A source file opened for reading that must be as it was when COPY selected it."""
 
     def __init__(self, path: Path, identity: tuple[int, int, int]) -> None:
         super().__init__(path, "rb")
@@ -264,18 +288,12 @@ class _Unchanged(io.FileIO):
         if source_identity(os.fstat(self.fileno())) != self.identity:
             name = self.name
             super().close()
-            raise LayerError(f"{name}: changed since its layer was written")
+            raise LayerError(f"{name}: changed while the build ran; build again")
 
     def close(self) -> None:
         if not self.closed:
             self._check()  # not rewritten while it was copied either
         super().close()
-
-
-def _populate(cache: BuildCache, layer: Descriptor, members: list[Member]) -> Path:
-    from runners.runtime.layers import LayerStore
-
-    return LayerStore(cache.layers_root).populate(layer.digest, lambda: members)
 
 
 def view_of(

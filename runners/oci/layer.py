@@ -163,7 +163,9 @@ def _deflate_block(block: bytes) -> bytes:
 class LayerWriter:
     """Writes entries into a gzip-compressed layer tar on ``out``; call :meth:`finish`."""
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(
+        self, out: BinaryIO, expected: Mapping[Path, tuple[int, int, int]] | None = None
+    ) -> None:
         self._sink = _GzipHashingSink(out)
         self._tar = tarfile.open(  # type: ignore[call-overload]  # noqa: SIM115 -- closed in finish()
             fileobj=self._sink,
@@ -174,6 +176,8 @@ class LayerWriter:
         self.entries = 0
         # what each source file was when its bytes went in (size, mtime, inode)
         self.sources: dict[Path, tuple[int, int, int]] = {}
+        # what they must still be, when the caller saw them earlier (see source_identity)
+        self.expected: dict[Path, tuple[int, int, int]] = dict(expected or {})
 
     def add(self, entry: LayerEntry) -> None:
         info = entry_tarinfo(entry)
@@ -197,8 +201,16 @@ class LayerWriter:
                     f"{entry.source}: changed while the layer was written "
                     f"({entry.size} bytes expected, {seen.st_size} now); build again"
                 )
-            self.sources[entry.source] = source_identity(seen)
+            identity = source_identity(seen)
+            wanted = self.expected.get(entry.source, identity)
+            if identity != wanted:
+                raise LayerError(f"{entry.source}: changed while the build ran; build again")
             self._tar.addfile(info, stream)
+            if source_identity(os.fstat(stream.fileno())) != identity:
+                raise LayerError(
+                    f"{entry.source}: changed while the layer was written; build again"
+                )
+            self.sources[entry.source] = identity
 
     def finish(self) -> LayerDigests:
         self._tar.close()

@@ -16,16 +16,15 @@ import contextlib
 import fcntl
 import os
 import shutil
-import tarfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 from runners.errors import DigestError, RuntimeFailure
 from runners.oci.digest import Digest
 from runners.runtime.compression import Readable
-from runners.runtime.unpack import Content, UnpackOptions, populate_layer, unpack_layer
+from runners.runtime.unpack import UnpackOptions, unpack_layer
 
 LayerOpener = Callable[[], AbstractContextManager[Readable]]
 """Opens a layer blob for reading (a file, a registry response); called only when needed."""
@@ -80,18 +79,19 @@ class LayerStore:
 
         return self._once(digest, unpack)
 
-    def populate(
-        self,
-        digest: Digest,
-        members: Callable[[], Iterable[tuple[tarfile.TarInfo, Content | None]]],
-    ) -> Path:
-        """The directory of layer ``digest``, written from ``members`` if it is new.
+    def adopt(self, digest: Digest, staged: Path) -> Path:
+        """Layer ``digest``'s directory, moving ``staged`` (same file system) there if new.
 
-        For a layer whose blob this process has just written from the same members (a
-        build's COPY): nothing is decompressed or parsed, and no digest is checked, so
-        the caller vouches that ``members`` are exactly the blob's entries.
+        For a directory written from the very entries of the layer's blob (see
+        :func:`runners.runtime.unpack.write_members`): no digest is checked, the caller
+        vouches for it. When the layer is already there, ``staged`` is left as it was.
         """
-        return self._once(digest, lambda path: populate_layer(members(), path, self.options))
+
+        def move(path: Path) -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(staged, path)
+
+        return self._once(digest, move)
 
     def _once(self, digest: Digest, write: Callable[[Path], object]) -> Path:
         """``digest``'s directory; ``write`` makes it under the layer's lock if it is new."""

@@ -128,28 +128,20 @@ def unpack_layer(
     )
 
 
-def populate_layer(
+def write_members(
     members: Iterable[tuple[tarfile.TarInfo, Content | None]],
-    dest: Path,
+    root: Path,
     options: UnpackOptions | None = None,
 ) -> int:
-    """Write a layer directory at ``dest`` from members given directly, not as a tar.
+    """Write a layer's members, given directly rather than as a tar, into empty ``root``.
 
-    For a layer this process has just written from the same members (a build's COPY):
-    the directory comes out as :func:`unpack_layer` of that blob would make it, with the
-    same checks, staging and atomic rename, but without compressing, parsing and reading
-    back the tar. Returns the number of members.
+    For a layer whose blob is written from the same members (a build's COPY): the
+    directory comes out as :func:`unpack_layer` of that blob would make it, with the
+    same checks, but without compressing, parsing and reading back the tar. ``root`` is
+    a staging directory: the caller renames it into place once whole (and removes it
+    when this raises). Returns the number of members.
     """
-    options = options or UnpackOptions()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
-    try:
-        count = _Extractor(staging, options).extract_members(members)
-        _publish(staging, dest)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return count
+    return _Extractor(root, options or UnpackOptions()).extract_members(members)
 
 
 def _publish(staging: Path, dest: Path) -> None:

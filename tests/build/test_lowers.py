@@ -11,8 +11,8 @@ import pytest
 
 from pipeline.build.lowers import LayerIndex, LowerView, layer_members
 from runners.errors import LayerError
-from runners.oci.layer import EntryKind, LayerEntry, LayerWriter, write_layer
-from runners.runtime.unpack import populate_layer, unpack_layer
+from runners.oci.layer import EntryKind, LayerEntry, LayerWriter, source_identity, write_layer
+from runners.runtime.unpack import unpack_layer, write_members
 
 pytestmark = pytest.mark.unit
 
@@ -92,35 +92,41 @@ def _tree(root: Path) -> dict[str, tuple[int, int, int, int, str]]:
 
 def test_a_layer_written_from_its_entries_equals_the_unpacked_blob(tmp_path: Path) -> None:
     entries = _entries(tmp_path / "tool-source")
+    identities = {tmp_path / "tool-source": source_identity((tmp_path / "tool-source").stat())}
     blob = io.BytesIO()
-    writer = LayerWriter(blob)
+    writer = LayerWriter(blob, identities)
     for entry in entries:
         writer.add(entry)
     writer.finish()
     blob.seek(0)
     unpacked = unpack_layer(blob, tmp_path / "unpacked").path
-    members = layer_members(entries, writer.sources)
+    members = layer_members(entries, identities)
     assert members is not None
-    populated = tmp_path / "populated"
-    assert populate_layer(members, populated) == len(entries)
-    assert _tree(populated) == _tree(unpacked)
-    assert (populated / "app" / "hard").stat().st_ino == (populated / "app/bin/tool").stat().st_ino
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    assert write_members(members, staged) == len(entries)
+    assert _tree(staged) == _tree(unpacked)
+    assert (staged / "app" / "hard").stat().st_ino == (staged / "app/bin/tool").stat().st_ino
 
 
-def test_a_source_changed_after_the_layer_was_written_is_refused(tmp_path: Path) -> None:
-    entries = _entries(tmp_path / "tool-source")
-    writer = LayerWriter(io.BytesIO())
-    for entry in entries:
-        writer.add(entry)
-    writer.finish()
-    (tmp_path / "tool-source").write_text("rewritten, same size\n"[:17])
-    os.utime(tmp_path / "tool-source", ns=(1, 1))
-    members = layer_members(entries, writer.sources)
+def test_a_source_changed_since_copy_selected_it_is_refused_by_both_writers(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "tool-source"
+    entries = _entries(source)
+    identities = {source: source_identity(source.stat())}
+    source.write_text("rewritten, same size\n"[:17])
+    os.utime(source, ns=(1, 1))
+    members = layer_members(entries, identities)
     assert members is not None
-    with pytest.raises(LayerError, match="changed since its layer was written"):
-        populate_layer(members, tmp_path / "populated")
-    assert not (tmp_path / "populated").exists()  # nothing half written is visible
-    assert list(tmp_path.glob(".populated*")) == []
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    with pytest.raises(LayerError, match="changed while the build ran"):
+        write_members(members, staged)
+    writer = LayerWriter(io.BytesIO(), identities)
+    tool = next(entry for entry in entries if entry.source == source)
+    with pytest.raises(LayerError, match="changed while the build ran"):
+        writer.add(tool)
 
 
 def test_members_of_streamed_entries_are_not_offered() -> None:
