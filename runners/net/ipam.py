@@ -186,7 +186,7 @@ class Ipam:
     def _write(self, state: IpamState) -> None:
         temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         with open(temp, "w") as handle:
-            json.dump(state.to_json(), handle, indent=2, sort_keys=True)
+            json.dump(state.to_json(), handle, sort_keys=True)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, self.path)

@@ -66,8 +66,14 @@ def _failing(what: str) -> Iterator[None]:
 
 
 def _index(ipr: Any, name: str) -> int | None:
-    found = ipr.link_lookup(ifname=name)
-    return int(found[0]) if found else None
+    # one RTM_GETLINK by name: link_lookup would dump every link of the namespace
+    try:
+        found = ipr.link("get", ifname=name)
+    except NetlinkError as exc:
+        if exc.code == errno.ENODEV:
+            return None
+        raise
+    return int(found[0]["index"]) if found else None
 
 
 def _where(netns: str | None) -> str:

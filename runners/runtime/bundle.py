@@ -126,7 +126,8 @@ class ContainerDir:
             os.chown(self.upper, id_mapping.host_uid, id_mapping.host_gid)
 
     def write_config(self, config: dict[str, Any]) -> None:
-        _write_atomic(self.config, json.dumps(config, indent=2, sort_keys=True) + "\n", 0o600)
+        # compact: only then does json encode in C (the indented form costs ~2 ms a start)
+        _write_atomic(self.config, json.dumps(config, sort_keys=True) + "\n", 0o600)
 
     def read_config(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(self.config.read_text())
