@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -105,8 +106,10 @@ def entry(weight_a: int, weight_b: int, *, sticky: bool = False) -> RouterEntry:
 
 
 @pytest.mark.usefixtures("backends")
-def test_connections_split_by_weight_and_counters_carry_over(netns: str) -> None:
-    router = NftRouter(netns=netns)
+# "nft": in-process through libnftables; a path: the nft command (the fallback)
+@pytest.mark.parametrize("nft", ["nft", shutil.which("nft") or "/usr/sbin/nft"])
+def test_connections_split_by_weight_and_counters_carry_over(netns: str, nft: str) -> None:
+    router = NftRouter(netns=netns, nft=nft)
     router.apply(entry(80, 20))
     counts = traffic(netns)
     assert sum(counts.values()) == REQUESTS
