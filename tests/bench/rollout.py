@@ -121,9 +121,13 @@ def main() -> int:
         ]
         title = f"Rollout on 10 hosts x 2 instances (median of {args.rounds})"
         print_table(title, ["what", "median", "all rounds"], rows)
-        # the standby deployment makes room before the one without standby runs
-        d.service.retire(d.app, "fast")
+        # the standby deployment makes room before the one without standby runs: its loop
+        # stopped first (it would start the stable releases again), then every
+        # environment retired (the next service would find instances of an app that its
+        # own store does not know)
         d.service.stop()
+        for environment in environments:
+            d.service.retire(d.app, str(environment["name"]))
         cold = Deployment.create(cluster, "benchcold", environments[:1], standby=0.0)
         cold.service.start_background(0.05)
         cold.service.start(cold.app, "fast", v1, actor=ME, source=SOURCE)
