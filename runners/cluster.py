@@ -66,7 +66,7 @@ from runners.net.namespaces import (
     remove_netns,
 )
 from runners.net.ports import remove_host_table
-from runners.runtime.host import CGROUP_ROOT, remove_cgroup_tree
+from runners.runtime.host import remove_cgroup_tree, remove_empty_cgroup
 from runners.runtime.rootfs import unmount_rootfs
 from runners.runtime.spec import CGROUP_PARENT
 
@@ -359,11 +359,12 @@ def _remove_cgroups(host_name: str) -> None:
     # containers killed here (not stopped by their agent) leave their cgroups behind
     busy = remove_cgroup_tree(f"{CGROUP_PARENT}/{host_name}")
     if busy:
-        raise RunnerError("cgroups still in use: " + "; ".join(busy))
-    for hierarchy in CGROUP_ROOT.iterdir() if CGROUP_ROOT.is_dir() else ():
-        with contextlib.suppress(OSError):
-            # only when empty: other hosts' agents may still have theirs there
-            (hierarchy / CGROUP_PARENT.strip("/")).rmdir()
+        raise RunnerError(
+            "cgroups still in use (a process of the host is still running; stop it and"
+            " run 'berth cluster down' again): " + "; ".join(busy)
+        )
+    # only when empty: other hosts' agents may still have theirs there
+    remove_empty_cgroup(CGROUP_PARENT)
 
 
 def _teardown(state: ClusterState) -> None:

@@ -11,7 +11,6 @@ counters back.
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -25,7 +24,7 @@ from pipeline.rollout.router import (
 )
 from runners.errors import RunnerError
 from runners.net import libnft
-from runners.net.namespaces import nsenter_argv
+from runners.net.nftables import execute
 
 __all__ = ["NftRouter", "Router"]
 
@@ -58,60 +57,46 @@ class NftRouter:
         script = render_ruleset(
             replace(entry, counts={r: c for r, c in counts.items() if r in known})
         )
-        self._run(["-f", "-"], script)
+        self._run(script)
 
     def remove(self, app: str, env: str) -> None:
-        self._run(["-f", "-"], render_removal(app, env))
+        self._run(render_removal(app, env))
 
     def connections(self, app: str, env: str) -> dict[int, tuple[int, int]]:
-        table = table_name(app, env)
-        result = self._exec(["-j", "list", "counters", "table", "ip", table])
+        script = f"list counters table ip {table_name(app, env)}\n"
+        result = self._exec(script, json_output=True)
         if result.returncode != 0:
             if "No such file or directory" in result.stderr:
                 return {}
-            raise self._error(["-j", "list", "counters", "table", "ip", table], result)
+            raise self._error(result, script)
         return parse_counters(result.stdout)
 
-    def _run(self, args: list[str], script: str) -> None:
-        result = self._exec(args, script)
+    def _run(self, script: str) -> None:
+        result = self._exec(script)
         if result.returncode != 0:
-            raise self._error(args, result, script)
+            raise self._error(result, script)
 
-    def _exec(self, args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        argv = nsenter_argv(self.netns, [self.nft, *args])
-        if self.nft == "nft" and libnft.available():
-            # in-process: a rollback's one switch costs ~0.3 ms instead of an nft process
-            json_output = args[:1] == ["-j"]
-            words = args[1:] if json_output else args
-            script = stdin if words == ["-f", "-"] else " ".join(words) + "\n"
-            try:
-                done = libnft.run(script or "", netns=self.netns, json_output=json_output)
-            except RunnerError as exc:
-                raise RouterError(f"{' '.join(argv)}: could not run: {exc}") from exc
-            return subprocess.CompletedProcess(argv, done.returncode, done.stdout, done.stderr)
+    def _exec(self, script: str, *, json_output: bool = False) -> libnft.Outcome:
         try:
-            return subprocess.run(
-                argv,
-                input=stdin,
-                capture_output=True,
-                text=True,
+            return execute(
+                script,
+                netns=self.netns,
+                json_output=json_output,
+                binary=self.nft,
                 timeout=self.timeout,
-                check=False,
             )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise RouterError(f"{' '.join(argv)}: could not run: {exc}") from exc
+        except RunnerError as exc:
+            raise RouterError(f"{self.nft} in {self._where()}: could not run: {exc}") from exc
 
-    def _error(
-        self, args: list[str], result: subprocess.CompletedProcess[str], script: str = ""
-    ) -> RouterError:
-        where = "this namespace" if self.netns is None else f"namespace {self.netns}"
+    def _where(self) -> str:
+        return "this namespace" if self.netns is None else f"namespace {self.netns}"
+
+    def _error(self, result: libnft.Outcome, script: str) -> RouterError:
         tail = "\n".join(result.stderr.strip().splitlines()[-10:])
-        message = f"{self.nft} {' '.join(args)} in {where}: exited with {result.returncode}"
+        message = f"{self.nft} -f - in {self._where()}: exited with {result.returncode}"
         if tail:
             message += f"\n{tail}"
-        if script:
-            message += f"\nscript:\n{script}"
-        return RouterError(message)
+        return RouterError(f"{message}\nscript:\n{script}")
 
 
 def parse_counters(listing: str) -> dict[int, tuple[int, int]]:

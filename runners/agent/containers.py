@@ -9,7 +9,6 @@ survive, as with ``docker restart``) after moving the previous exit record aside
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from runners.agent.model import InstanceSpec
 from runners.agent.networking import Attachment
 from runners.errors import RuntimeFailure
 from runners.runtime.bundle import ContainerDir, ExitRecord, default_hosts
-from runners.runtime.host import CGROUP_ROOT, host_limits
+from runners.runtime.host import host_limits, remove_cgroup_tree, remove_empty_cgroup
 from runners.runtime.oci_runtime import ContainerState, ContainerStatus, RuncRuntime
 from runners.runtime.rootfs import mount_rootfs, mounted_at, unmount_rootfs
 from runners.runtime.spec import (
@@ -177,18 +176,9 @@ class HostContainers:
     def _remove_cgroups(self, instance_id: str) -> None:
         # runc removes a container's cgroups when it ends; a container killed with its
         # supervisor may leave empty ones, which only rmdir can take away
-        relative = self.cgroups_path(instance_id).lstrip("/")
-        with contextlib.suppress(OSError):
-            for controller in CGROUP_ROOT.iterdir():
-                with contextlib.suppress(OSError):
-                    (controller / relative).rmdir()
+        remove_cgroup_tree(self.cgroups_path(instance_id))
 
     def remove_cgroup_parents(self) -> None:
         """Remove this host's empty ``/berth/<host>`` cgroups (when no container is left)."""
-        relative = f"{CGROUP_PARENT}/{self.host_name}".lstrip("/")
-        with contextlib.suppress(OSError):
-            for controller in CGROUP_ROOT.iterdir():
-                with contextlib.suppress(OSError):
-                    (controller / relative).rmdir()
-                with contextlib.suppress(OSError):
-                    (controller / CGROUP_PARENT.lstrip("/")).rmdir()
+        remove_empty_cgroup(f"{CGROUP_PARENT}/{self.host_name}")
+        remove_empty_cgroup(CGROUP_PARENT)

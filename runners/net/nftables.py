@@ -166,44 +166,79 @@ def parse_published(listing: str) -> list[PublishedPort]:
     return sorted(found)
 
 
-def run_nft(
-    script: str, *, netns: str | None = None, check_only: bool = False, args: tuple[str, ...] = ()
-) -> str:
-    """Apply ``script`` as ``nft -f -`` would, inside ``netns`` (``-c``: only check it).
+def nft_argv(
+    script: str = "",
+    *,
+    netns: str | None = None,
+    check_only: bool = False,
+    json_output: bool = False,
+    binary: str = "nft",
+) -> list[str]:
+    """The ``nft`` command line for ``script``: read from stdin (``-f -``), except with
+    ``json_output``, where the command prints JSON only for a single command given as
+    arguments (``nft -j list …``)."""
+    if json_output:
+        return nsenter_argv(netns, [binary, "-j", *script.split()])
+    return nsenter_argv(netns, [binary, *(["-c"] if check_only else []), "-f", "-"])
 
-    In-process through ``libnftables`` where it loads (:mod:`runners.net.libnft`),
-    otherwise with the ``nft`` command; a failure is a :class:`SubprocessError` with
-    nft's error text either way.
+
+def execute(
+    script: str,
+    *,
+    netns: str | None = None,
+    check_only: bool = False,
+    json_output: bool = False,
+    binary: str = "nft",
+    timeout: float | None = None,
+) -> libnft.Outcome:
+    """Run the nft ``script`` inside ``netns``; its exit status, output and error text.
+
+    In-process through ``libnftables`` where it loads (:mod:`runners.net.libnft`) and
+    ``binary`` is the plain ``nft``; otherwise that command, with ``timeout``. With
+    ``json_output`` the script is one ``list`` command.
     """
-    argv = nsenter_argv(netns, ["nft", *args, *(["-c"] if check_only else []), "-f", "-"])
-    if not args and libnft.available():
-        outcome = libnft.run(script, netns=netns, check_only=check_only)
-        if outcome.returncode != 0:
-            raise SubprocessError(argv, outcome.returncode, outcome.stderr)
-        return outcome.stdout
+    if binary == "nft" and libnft.available():
+        return libnft.run(script, netns=netns, check_only=check_only, json_output=json_output)
+    argv = nft_argv(
+        script, netns=netns, check_only=check_only, json_output=json_output, binary=binary
+    )
     try:
-        done = subprocess.run(argv, input=script, capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            argv,
+            input=None if json_output else script,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     except FileNotFoundError as exc:
         raise NetworkError(f"{argv[0]}: not installed (apt-get install nftables)") from exc
-    if done.returncode != 0:
-        raise SubprocessError(argv, done.returncode, done.stderr)
-    return done.stdout
+    except subprocess.TimeoutExpired as exc:
+        raise NetworkError(f"{' '.join(argv)}: no answer within {timeout}s") from exc
+    return libnft.Outcome(done.returncode, done.stdout, done.stderr)
+
+
+def run_nft(script: str, *, netns: str | None = None, check_only: bool = False) -> str:
+    """Apply ``script`` as ``nft -f -`` would, inside ``netns`` (``-c``: only check it).
+
+    A failure is a :class:`SubprocessError` with nft's error text.
+    """
+    outcome = execute(script, netns=netns, check_only=check_only)
+    if outcome.returncode != 0:
+        argv = nft_argv(netns=netns, check_only=check_only)
+        raise SubprocessError(argv, outcome.returncode, outcome.stderr)
+    return outcome.stdout
 
 
 def list_nft(what: list[str], *, netns: str | None = None) -> str | None:
     """``nft -j list WHAT...`` as JSON text, or None when the object does not exist."""
-    argv = nsenter_argv(netns, ["nft", "-j", "list", *what])
-    if libnft.available():
-        outcome = libnft.run(f"list {' '.join(what)}\n", netns=netns, json_output=True)
-        returncode, stdout, stderr = outcome.returncode, outcome.stdout, outcome.stderr
-    else:
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)
-        returncode, stdout, stderr = done.returncode, done.stdout, done.stderr
-    if returncode == 0:
-        return stdout
-    if "No such file or directory" in stderr:
+    outcome = execute(f"list {' '.join(what)}\n", netns=netns, json_output=True)
+    if outcome.returncode == 0:
+        return outcome.stdout
+    if "No such file or directory" in outcome.stderr:
         return None
-    raise SubprocessError(argv, returncode, stderr)
+    argv = nft_argv(f"list {' '.join(what)}", netns=netns, json_output=True)
+    raise SubprocessError(argv, outcome.returncode, outcome.stderr)
 
 
 def table_names(*, netns: str | None = None) -> list[str]:

@@ -86,15 +86,7 @@ def set_sysctl(netns: str | None, key: str, value: str) -> None:
     """Write ``value`` to ``/proc/sys/<key>`` inside ``netns`` (dotted key, net.* only)."""
     if not key.startswith("net.") or ".." in key:
         raise ValueError(f"sysctl {key}: only net.* keys are namespaced")
-    target = Path("/proc/sys") / key.replace(".", "/")
-
-    def write() -> None:
-        target.write_text(value)
-
-    try:
-        in_netns(None if netns is None else netns_path(netns), write)
-    except OSError as exc:
-        raise NetworkError(f"sysctl {key}={value} in {netns or 'this namespace'}: {exc}") from exc
+    _write_sysctl(netns, Path("/proc/sys") / key.replace(".", "/"), key, value)
 
 
 def set_interface_sysctl(netns: str | None, ifname: str, leaf: str, value: str) -> None:
@@ -105,13 +97,11 @@ def set_interface_sysctl(netns: str | None, ifname: str, leaf: str, value: str) 
     if "/" in ifname or ifname in ("", ".", "..") or not leaf.isidentifier():
         raise ValueError(f"sysctl of interface {ifname!r}, {leaf!r}: not an interface setting")
     target = Path("/proc/sys/net/ipv4/conf") / ifname / leaf
+    _write_sysctl(netns, target, f"net.ipv4.conf.{ifname}.{leaf}", value)
 
-    def write() -> None:
-        target.write_text(value)
 
+def _write_sysctl(netns: str | None, target: Path, key: str, value: str) -> None:
     try:
-        in_netns(None if netns is None else netns_path(netns), write)
+        in_netns(None if netns is None else netns_path(netns), lambda: target.write_text(value))
     except OSError as exc:
-        raise NetworkError(
-            f"sysctl net.ipv4.conf.{ifname}.{leaf}={value} in {netns or 'this namespace'}: {exc}"
-        ) from exc
+        raise NetworkError(f"sysctl {key}={value} in {netns or 'this namespace'}: {exc}") from exc

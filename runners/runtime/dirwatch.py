@@ -15,8 +15,6 @@ thread, off the start's path.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import os
 import queue
 import select
@@ -25,6 +23,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from runners.runtime import syscalls
+
 # <sys/inotify.h>
 IN_CLOSE_WRITE = 0x00000008
 IN_MOVED_TO = 0x00000080
@@ -32,16 +32,6 @@ IN_CREATE = 0x00000100
 IN_NONBLOCK = 0o4000
 IN_CLOEXEC = 0o2000000
 _MASK = IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.inotify_init1.argtypes = [ctypes.c_int]
-    libc.inotify_init1.restype = ctypes.c_int
-    libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-    libc.inotify_add_watch.restype = ctypes.c_int
-    return libc
 
 
 _to_close: queue.SimpleQueue[int] = queue.SimpleQueue()
@@ -71,13 +61,12 @@ class DirWatch:
     def __init__(self, directory: Path) -> None:
         self.fd = -1
         try:
-            libc = _libc()
+            fd = syscalls.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
         except OSError:
-            return
-        fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
-        if fd < 0:
-            return  # out of inotify instances: fall back to sleeping
-        if libc.inotify_add_watch(fd, os.fsencode(directory), _MASK) < 0:
+            return  # no libc, or out of inotify instances: fall back to sleeping
+        try:
+            syscalls.inotify_add_watch(fd, str(directory), _MASK)
+        except OSError:
             os.close(fd)
             return
         self.fd = fd

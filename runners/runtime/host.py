@@ -6,6 +6,7 @@ These are the only reads of host state the runtime package makes for a spec; the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 from pathlib import Path
@@ -61,3 +62,11 @@ def remove_cgroup_tree(relative: str, root: Path = CGROUP_ROOT) -> list[str]:
             except OSError as exc:
                 busy.append(f"{directory}: {exc.strerror}")
     return busy
+
+
+def remove_empty_cgroup(relative: str, root: Path = CGROUP_ROOT) -> None:
+    """Remove the cgroup ``relative`` in every hierarchy where it is empty (else keep it)."""
+    hierarchies = sorted(root.iterdir()) if root.is_dir() else []
+    for hierarchy in hierarchies:
+        with contextlib.suppress(OSError):
+            (hierarchy / relative.strip("/")).rmdir()

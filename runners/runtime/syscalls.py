@@ -1,4 +1,4 @@
-"""The few Linux system calls Python's ``os`` module lacks: mount, umount2, unshare.
+"""The few Linux system calls Python's ``os`` module lacks: mount, umount2, unshare, inotify.
 
 They go through libc with ctypes so that mounting a root filesystem costs one system
 call rather than a ``mount(8)`` process. libc is looked up on first use, never at import,
@@ -44,6 +44,10 @@ def _libc() -> ctypes.CDLL:
     libc.umount2.restype = ctypes.c_int
     libc.unshare.argtypes = [ctypes.c_int]
     libc.unshare.restype = ctypes.c_int
+    libc.inotify_init1.argtypes = [ctypes.c_int]
+    libc.inotify_init1.restype = ctypes.c_int
+    libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+    libc.inotify_add_watch.restype = ctypes.c_int
     return libc
 
 
@@ -84,6 +88,20 @@ def umount(target: str, flags: int = 0) -> None:
 def unshare(flags: int) -> None:
     """``unshare(2)`` for the calling thread's process."""
     _check(_libc().unshare(flags), "unshare")
+
+
+def inotify_init1(flags: int) -> int:
+    """``inotify_init1(2)``: a new inotify descriptor; raises :class:`OSError` on failure."""
+    fd = int(_libc().inotify_init1(flags))
+    _check(0 if fd >= 0 else -1, "inotify_init1")
+    return fd
+
+
+def inotify_add_watch(fd: int, path: str | bytes, mask: int) -> int:
+    """``inotify_add_watch(2)``: watch ``path`` on ``fd``; raises :class:`OSError`."""
+    watch = int(_libc().inotify_add_watch(fd, os.fsencode(path), mask))
+    _check(0 if watch >= 0 else -1, f"inotify_add_watch {os.fsdecode(path)}")
+    return watch
 
 
 def is_not_mounted(exc: OSError) -> bool:

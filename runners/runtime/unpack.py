@@ -486,26 +486,15 @@ def _copy_exactly(source: IO[bytes], fd: int, size: int, name: str) -> None:
         source_fd = -1
     left = size
     if source_fd >= 0:
-        while left > 0:
-            copied = os.copy_file_range(source_fd, fd, min(left, 1 << 30))
-            if copied == 0:
-                break
+        while left > 0 and (copied := os.copy_file_range(source_fd, fd, min(left, 1 << 30))):
             left -= copied
     else:
-        while left > 0:
-            chunk = source.read(min(left, CHUNK))
-            if not chunk:
-                break
-            _write_all(fd, chunk)
-            left -= len(chunk)
+        with open(fd, "wb", closefd=False) as out:
+            while left > 0 and (chunk := source.read(min(left, CHUNK))):
+                out.write(chunk)
+                left -= len(chunk)
     if left:
         raise LayerError(f"layer entry {name!r}: {left} of its {size} bytes are missing")
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _mtime_ns(member: tarfile.TarInfo) -> int:
