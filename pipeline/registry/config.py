@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.registry.manifests import MAX_MANIFEST_SIZE
 from pipeline.registry.paging import MAX_PAGE
+from runners.oci.manifest import MAX_MANIFEST_SIZE
 
 
 @dataclass(frozen=True)

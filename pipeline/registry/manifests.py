@@ -18,10 +18,11 @@ from pipeline.registry.errors import DistributionError, ErrorCode
 from runners.errors import DigestError
 from runners.oci import mediatypes
 from runners.oci.digest import Digest
+from runners.oci.manifest import MAX_MANIFEST_SIZE
 
-# The spec asks registries to accept manifests of at least 4 MiB; larger ones are refused
-# with 413 and MANIFEST_INVALID (see ``manifest_too_large``).
-MAX_MANIFEST_SIZE = 4 * 1024 * 1024
+# The spec asks registries to accept manifests of at least 4 MiB (the default limit, the
+# client's too); larger ones are refused with 413 and MANIFEST_INVALID (see
+# ``manifest_too_large``).
 
 # Layers that live outside the registry by design: a manifest may reference them without
 # the registry holding them.
@@ -95,7 +96,7 @@ class ParsedManifest:
         )
 
 
-def manifest_too_large(size: int, limit: int = MAX_MANIFEST_SIZE) -> DistributionError:
+def manifest_too_large(limit: int = MAX_MANIFEST_SIZE) -> DistributionError:
     """The error for a manifest over the size limit: 413 with ``MANIFEST_INVALID``."""
     return DistributionError(
         ErrorCode.MANIFEST_INVALID,
@@ -192,10 +193,17 @@ def _media_type(document: dict[str, Any], content_type: str | None) -> str:
     raise _invalid("cannot tell the manifest's media type: set Content-Type or mediaType")
 
 
-def parse_manifest(data: bytes, content_type: str | None) -> ParsedManifest:
-    """Validate manifest bytes as sent by a client (see the module docstring)."""
-    if len(data) > MAX_MANIFEST_SIZE:
-        raise manifest_too_large(len(data))
+def parse_manifest(
+    data: bytes, content_type: str | None, limit: int | None = MAX_MANIFEST_SIZE
+) -> ParsedManifest:
+    """Validate manifest bytes as sent by a client (see the module docstring).
+
+    ``limit`` is the registry's configured size limit; None for a manifest stored
+    earlier (garbage collection parses those again, and must not take one allowed then
+    for one that references nothing).
+    """
+    if limit is not None and len(data) > limit:
+        raise manifest_too_large(limit)
     try:
         document = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -27,7 +27,7 @@ class Digest:
     @classmethod
     def parse(cls, text: str) -> Digest:
         """Parse and validate ``text``; raise :class:`DigestError` naming what is wrong."""
-        match = _DIGEST_RE.match(text)
+        match = _DIGEST_RE.fullmatch(text)
         if not match:
             raise DigestError(f"invalid digest {text!r}: expected ALGORITHM:HEX")
         algorithm, encoded = match.groups()
@@ -61,12 +61,3 @@ class Digest:
 
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.hex}"
-
-
-def is_digest(text: str) -> bool:
-    """True when ``text`` is a valid digest berth can verify."""
-    try:
-        Digest.parse(text)
-    except DigestError:
-        return False
-    return True

@@ -42,7 +42,7 @@ def is_registry_host(component: str) -> bool:
 
 def valid_tag(tag: str) -> bool:
     """True when ``tag`` is a tag the distribution spec allows."""
-    return bool(_TAG_RE.match(tag))
+    return bool(_TAG_RE.fullmatch(tag))
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,9 @@ class Reference:
                     "letters, digits, '_', '.', '-' and not start with '.' or '-'"
                 )
         registry, repository = _split_registry(text)
-        if not _HOST_RE.match(registry):
+        if not _HOST_RE.fullmatch(registry):
             raise ReferenceError_(f"invalid image reference {original!r}: bad host {registry!r}")
-        if not _REPOSITORY_RE.match(repository):
+        if not _REPOSITORY_RE.fullmatch(repository):
             raise ReferenceError_(
                 f"invalid image reference {original!r}: repository {repository!r} must be "
                 "lower-case components of letters and digits separated by '/', '.', '_' or '-'"
@@ -119,7 +119,7 @@ class Reference:
         return replace(self, digest=digest)
 
     def with_repository(self, repository: str) -> Reference:
-        if not _REPOSITORY_RE.match(repository):
+        if not _REPOSITORY_RE.fullmatch(repository):
             raise ReferenceError_(f"invalid repository {repository!r} on {self.registry}")
         return replace(self, repository=repository)
 

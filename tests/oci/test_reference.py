@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runners.errors import ReferenceError_
+from runners.errors import DigestError, ReferenceError_
 from runners.oci.digest import Digest
-from runners.oci.reference import Reference
+from runners.oci.reference import Reference, valid_tag
 
 pytestmark = pytest.mark.unit
 
@@ -133,3 +133,13 @@ def test_short_names_normalise_once(name: list[str], tag: str | None) -> None:
     expected = "/".join(name) if len(name) > 1 else f"library/{name[0]}"
     assert ref.repository == expected
     assert Reference.parse(str(ref)) == ref
+
+
+def test_a_trailing_newline_is_not_part_of_a_valid_name() -> None:
+    with pytest.raises(DigestError):
+        Digest.parse("sha256:" + "a" * 64 + "\n")
+    with pytest.raises(ReferenceError_):
+        Reference.parse("registry.example/app:v1\n")
+    with pytest.raises(ReferenceError_):
+        Reference.parse("registry.example/app\n")
+    assert not valid_tag("v1\n")

@@ -4,9 +4,12 @@ import json
 
 import pytest
 
+from pipeline.registry.api.app import create_registry_app
+from pipeline.registry.config import RegistryConfig
 from pipeline.registry.fs import FilesystemRegistryStorage
-from pipeline.registry.manifests import MAX_MANIFEST_SIZE
+from pipeline.registry.gc import apply_gc, plan_gc
 from runners.oci.digest import Digest
+from runners.oci.manifest import MAX_MANIFEST_SIZE
 from tests.registry.conftest import TestClient
 from tests.registry.support import (
     DOCKER_CONFIG,
@@ -164,6 +167,26 @@ def test_oversized_manifest_is_413(client: TestClient) -> None:
     assert response.status_code == 413
     assert error_codes(response) == ["MANIFEST_INVALID"]
     assert client.get("/v2/app/manifests/big").status_code == 404
+
+
+def test_a_larger_configured_limit_is_honoured_and_survives_gc(
+    storage: FilesystemRegistryStorage,
+) -> None:
+    config = RegistryConfig(max_manifest_size=2 * MAX_MANIFEST_SIZE)
+    with TestClient(create_registry_app(storage, config=config, sweep=False)) as client:
+        config_digest = push_blob(client, "app", b"{}")
+        document = json.loads(image_manifest(b"{}", []))
+        document["annotations"] = {"pad": "x" * MAX_MANIFEST_SIZE}
+        body = json.dumps(document).encode()
+        response = client.put(
+            "/v2/app/manifests/big", content=body, headers={"Content-Type": OCI_MANIFEST}
+        )
+        assert response.status_code == 201, response.text
+        assert client.get("/v2/app/manifests/big").content == body
+    # collection parses the stored manifest again: its config blob is still referenced
+    storage.clock.advance(7200)
+    apply_gc(storage, plan_gc(storage.inventory(), storage.clock.now(), grace=60))
+    assert storage.blob_size("app", Digest.parse(config_digest)) == 2
 
 
 def test_manifest_with_subject_answers_oci_subject(client: TestClient) -> None:

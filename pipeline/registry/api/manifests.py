@@ -48,8 +48,8 @@ async def get_manifest(ctx: RegistryContext, call: Call) -> Response:
 async def put_manifest(ctx: RegistryContext, call: Call) -> Response:
     reference = _reference(call, for_push=True)
     limit = ctx.config.max_manifest_size
-    data = await read_limited(call.request, limit, lambda size: manifest_too_large(size, limit))
-    parsed = parse_manifest(data, call.request.headers.get("content-type"))
+    data = await read_limited(call.request, limit, lambda _size: manifest_too_large(limit))
+    parsed = parse_manifest(data, call.request.headers.get("content-type"), limit)
     if isinstance(reference, Digest):
         actual = Digest.of(data, reference.algorithm)
         if actual != reference:

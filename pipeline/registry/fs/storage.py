@@ -413,7 +413,7 @@ class FilesystemRegistryStorage:
         if stored is None:
             return ManifestRecord(digest, touched)
         try:
-            parsed = parse_manifest(stored.data, stored.media_type)
+            parsed = parse_manifest(stored.data, stored.media_type, limit=None)
         except DistributionError:
             # stored content that no longer parses still holds on to nothing
             return ManifestRecord(digest, touched)
