@@ -14,7 +14,6 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -42,7 +41,7 @@ from pipeline.api.deploy_models import (
 )
 from pipeline.api.errors import HTTPProblem
 from pipeline.api.openapi import Operation, Param
-from pipeline.api.routes import read_model, refusal_status
+from pipeline.api.routes import _NAME, _json, read_model, refusal_status
 from pipeline.promote.errors import PromotionRefused
 from pipeline.promote.policy import Actor, Decision
 from pipeline.promote.rollouts import EntryPoints, RolloutControl
@@ -51,12 +50,6 @@ from pipeline.promote.views import history, status
 from pipeline.store import Rollout, cli_source
 
 __all__ = ["DeployAPI", "refusal_status", "rollout_out"]
-
-_NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]*$", "maxLength": 100}
-
-
-def _json(model: BaseModel, status_code: int = 200) -> Response:
-    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
 
 
 def _actor(principal: Principal | None) -> Actor:
@@ -184,7 +177,9 @@ class DeployAPI:
         return app, env
 
     def _status_of(self, row: dict[str, Any]) -> EnvironmentStatus:
-        rollout = self.store.get_current_rollout(row["app"], row["env"])
+        # status() read the active rollout already; only its full record is fetched here
+        summary = row["rollout"]
+        rollout = None if summary is None else self.store.get_rollout(summary["id"])
         gate = row["gate"]
         approvals, lock, waiting = row["approvals"], row["lock"], row["waiting"]
         return EnvironmentStatus(

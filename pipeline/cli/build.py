@@ -91,13 +91,14 @@ def _git(context: Path, *args: str) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-def _human(size: int) -> str:
+def human_size(size: int) -> str:
+    """``size`` bytes as people read them: 512 B, 42.3 KiB, 50.0 MiB."""
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
-    return f"{size} B"
+    raise AssertionError("unreachable")
 
 
 class StepPrinter:
@@ -120,7 +121,7 @@ class StepPrinter:
             click.echo(f" => config   {report.stage}:{report.line} {text}", err=True)
             return
         took = time.monotonic() - self.step_started
-        size = _human(report.size)
+        size = human_size(report.size)
         detail = f"{size}" if report.state == "cached" else f"{size}, {took:.2f}s"
         click.echo(
             f" => {report.state:<8} {report.stage}:{report.line} {text}  ({detail})", err=True

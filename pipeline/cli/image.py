@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import click
 
+from pipeline.cli.build import human_size
 from pipeline.cli.context import emit_json, json_option
 from runners.errors import OCIError
 from runners.oci.archive import OCIArchive, staged_archive
@@ -134,15 +135,6 @@ def _local(text: str) -> LocalImage:
     if not isinstance(location, LocalImage):
         raise click.UsageError(f"{text!r} is not oci:DIR[:TAG] or oci-archive:FILE[:TAG]")
     return location
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def _short(digest: object) -> str:

@@ -231,10 +231,6 @@ class RolloutService:
         )
         return self._command(app, env, event, actor, source)
 
-    def promote_step(self, app: str, env: str, *, actor: str, source: str) -> RolloutView:
-        """Skip the current pause or analysis."""
-        return self._command(app, env, Promote(_id("promote"), by=actor), actor, source)
-
     def retry(self, app: str, env: str, *, actor: str, source: str) -> RolloutView:
         """Start the last rollout again, when it was aborted."""
         with self._lock:

@@ -174,10 +174,16 @@ class StoreDashboardSource:
         apps = tuple(app.name for app in self._store.list_apps())
         states = {app: self._store.list_environments(app) for app in apps}
         chain = self._chain(states)
+        # one read of the active rollouts for the cells and the rollout list (at most one
+        # per app and environment: the store's unique index)
+        active = self._store.list_active_rollouts()
+        active_ids = {(r.app, r.env): r.id for r in active}
         cells = tuple(
-            cell for app in apps for cell in self._cells(app, chain, states[app], releases, notes)
+            cell
+            for app in apps
+            for cell in self._cells(app, chain, states[app], releases, notes, active_ids)
         )
-        rollouts = tuple(self._rollout(r, releases, notes) for r in self._active_rollouts())
+        rollouts = tuple(self._rollout(r, releases, notes) for r in active)
         history = tuple(
             entry for app in apps for env in chain for entry in self._history(app, env, releases)
         )
@@ -226,16 +232,14 @@ class StoreDashboardSource:
         states: Sequence[EnvironmentState],
         releases: _Releases,
         notes: list[str],
+        active_ids: dict[tuple[str, str], int],
     ) -> list[Cell]:
         by_env = {state.env: state for state in states}
         status = self._status(app, notes)
         cells: list[Cell] = []
         for env in chain:
             state = by_env.get(env)
-            rollout = self._store.get_current_rollout(app, env)
-            cell = Cell(
-                app=app, env=env, rollout_id=rollout.id if rollout and rollout.active else None
-            )
+            cell = Cell(app=app, env=env, rollout_id=active_ids.get((app, env)))
             if state is not None:
                 cell = replace(
                     cell,
@@ -257,9 +261,6 @@ class StoreDashboardSource:
         except BerthError as exc:
             notes.append(f"{app}: gate and approval state unavailable: {exc}")
             return {}
-
-    def _active_rollouts(self) -> list[Rollout]:
-        return self._store.list_active_rollouts()
 
     def _rollout(self, rollout: Rollout, releases: _Releases, notes: list[str]) -> RolloutView:
         canary = releases.ref(rollout.to_release_id)

@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 
@@ -123,17 +122,6 @@ class RegistrySession:
 
     def close(self) -> None:
         self._http.close()
-
-    def __enter__(self) -> RegistrySession:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def allows_plain_http(self, host: str) -> bool:
         """True when ``host`` may be spoken to over unencrypted HTTP."""
