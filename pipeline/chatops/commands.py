@@ -105,11 +105,7 @@ class ChatContext:
 
     def require_actor(self) -> Actor:
         if self.actor is None:
-            raise PromotionRefused(
-                f"your {self.request.platform} user {self.request.user_id} is not mapped to a "
-                f"berth identity; ask an admin to add it to chatops/{self.request.platform}/users",
-                refusal="forbidden",
-            )
+            raise PromotionRefused(_unmapped(self.request), refusal="forbidden")
         return self.actor
 
 
@@ -206,10 +202,7 @@ class Dispatcher:
         if not command.min_args <= len(args) <= command.max_args:
             return ChatReply(f"usage: {request.command} {command.usage}")
         if command.needs_identity and self.actor(request) is None:
-            return ChatReply(
-                f"your {request.platform} user {request.user_id} is not mapped to a berth "
-                f"identity; ask an admin to add it to chatops/{request.platform}/users"
-            )
+            return ChatReply(_unmapped(request))
         return command, args
 
     def run(self, request: ChatRequest, command: Command, args: Sequence[str]) -> ChatReply:
@@ -226,6 +219,13 @@ class Dispatcher:
         if isinstance(parsed, ChatReply):
             return parsed
         return self.run(request, *parsed)
+
+
+def _unmapped(request: ChatRequest) -> str:
+    return (
+        f"your {request.platform} user {request.user_id} is not mapped to a berth identity;"
+        f" ask an admin to add it to chatops/{request.platform}/users"
+    )
 
 
 # --- the built-in commands ------------------------------------------------------------
