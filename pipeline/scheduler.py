@@ -102,9 +102,5 @@ class Scheduler:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
 
-    def job_ids(self) -> list[str]:
-        """The ids of the scheduled jobs (``poll:APP``, ``forget-deliveries``)."""
-        return sorted(job.id for job in self._scheduler.get_jobs())
-
     def _forget_deliveries(self) -> None:
         self._service.store.forget_deliveries(self._now() - DELIVERY_RETENTION)

@@ -177,11 +177,16 @@ class PlaneOptions:
     """The hosts' instances, for the dashboard's host list."""
 
 
+def _external_registry_host(url: str) -> str:
+    """``host[:port]`` of a configured registry URL (``https://host:port/...``)."""
+    return url.split("://", 1)[1].split("/", 1)[0]
+
+
 def image_registry(settings: Settings, listen: Sequence[tuple[str, int]]) -> str:
     """``host:port`` (or host) of the registry builds push to: the embedded one on the
     first listen address, or the configured external one."""
     if settings.registry.url is not None:
-        return settings.registry.url.split("://", 1)[1].split("/", 1)[0]
+        return _external_registry_host(settings.registry.url)
     host, port = listen[0]
     if host in ("0.0.0.0", ""):  # noqa: S104 - reaching our own wildcard listener
         host = "127.0.0.1"
@@ -306,7 +311,7 @@ def registry_client(settings: Settings, secrets: Secrets) -> RegistryClient:
     explicit: dict[str, Credentials] = {}
     insecure: set[str] = set()
     if settings.registry.url is not None:
-        host = settings.registry.url.split("://", 1)[1].split("/", 1)[0]
+        host = _external_registry_host(settings.registry.url)
         username, password = settings.registry.username, settings.registry.password
         if username is not None and password is not None:
             explicit[host] = Credentials(secrets[username].reveal(), secrets[password].reveal())

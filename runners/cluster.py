@@ -67,7 +67,7 @@ from runners.net.namespaces import (
 )
 from runners.net.ports import remove_host_table
 from runners.runtime.host import remove_cgroup_tree, remove_empty_cgroup
-from runners.runtime.rootfs import unmount_rootfs
+from runners.runtime.rootfs import unescape_mount_field, unmount_rootfs
 from runners.runtime.spec import CGROUP_PARENT
 
 AgentArgv = Callable[[HostSpec], list[str]]
@@ -328,13 +328,6 @@ def _kill_namespace_processes(paths: list[str]) -> None:
                 stop_process(pid, start, grace=2.0)
 
 
-def _unescape_mount_path(text: str) -> str:
-    # /proc/self/mounts writes space, tab, newline and backslash as octal escapes
-    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
-        text = text.replace(code, char)
-    return text
-
-
 def mounts_under(directory: Path) -> list[Path]:
     """Mount points at or below ``directory``, deepest first."""
     root = str(directory.resolve())
@@ -343,7 +336,7 @@ def mounts_under(directory: Path) -> list[Path]:
         for line in mounts:
             fields = line.split(" ")
             if len(fields) > 1:
-                target = _unescape_mount_path(fields[1])
+                target = unescape_mount_field(fields[1])
                 if target == root or target.startswith(root + "/"):
                     found.append(Path(target))
     return sorted(set(found), key=lambda p: len(p.parts), reverse=True)

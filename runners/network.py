@@ -1,7 +1,8 @@
 """Host networking for containers: the public face of :mod:`runners.net`.
 
 pyroute2 does every netlink change (links, addresses, routes, namespaces); nftables
-rules are generated as text by a pure function and applied with ``nft -f -``.
+rules are generated as text by a pure function and applied through libnftables (or
+``nft -f -`` where the library is missing).
 
 A host has a bridge whose address is its containers' gateway; each container gets a
 named network namespace (:func:`create_container_netns`, whose path runc joins), a veth

@@ -263,7 +263,8 @@ class BuildCache:
             removed = self._collect()
             blobs, layers = blobs + removed[0], layers + removed[1]
             current = self.size()
-        shutil.rmtree(self.root / "tmp", ignore_errors=True)
+        # scratch of builds still running (another thread, another process) stays
+        self.clean_stale_scratch()
         after = self.size() if self.root.exists() else 0
         return PruneResult(removed_steps, blobs, layers, max(0, before - after))
 

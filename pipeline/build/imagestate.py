@@ -22,21 +22,6 @@ from runners.oci.digest import Digest
 DEFAULT_SHELL = ("/bin/sh", "-c")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _PASSTHROUGH = ("architecture", "os", "variant", "os.version", "os.features")
-# Docker leaves these proxy ARGs out of the image config and cache keys.
-_PREDEFINED_ARGS = frozenset(
-    {
-        "HTTP_PROXY",
-        "http_proxy",
-        "HTTPS_PROXY",
-        "https_proxy",
-        "FTP_PROXY",
-        "ftp_proxy",
-        "NO_PROXY",
-        "no_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -318,8 +303,3 @@ def config_document(state: ImageState, created: str) -> bytes:
     doc.setdefault("architecture", "amd64")
     doc.setdefault("os", "linux")
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def arg_names_hidden() -> frozenset[str]:
-    """ARGs Docker never records (proxies)."""
-    return _PREDEFINED_ARGS

@@ -15,7 +15,6 @@ HMAC of the app name under the app's webhook secret, so knowing the path is the 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import json
 from collections.abc import Mapping, Sequence
@@ -28,7 +27,7 @@ from starlette.routing import BaseRoute, Route
 
 from pipeline.api.errors import HTTPProblem
 from pipeline.git.remote import normalize_repo_url
-from pipeline.hooks.providers import PROVIDERS, PayloadError, Provider
+from pipeline.hooks.providers import PROVIDERS, PayloadError, Provider, hmac_sha256
 from pipeline.metrics import Metrics
 from pipeline.queue.service import BuildService
 from pipeline.secrets import Secret
@@ -39,8 +38,7 @@ MAX_BODY = 25 * 1024 * 1024
 
 def hook_path_key(app: str, secret: Secret) -> str:
     """The secret path component of ``app``'s own hook URL ``/hooks/app/{key}``."""
-    message = f"berth webhook path for app {app}".encode()
-    return hmac.new(secret.reveal().encode(), message, hashlib.sha256).hexdigest()[:40]
+    return hmac_sha256(secret, f"berth webhook path for app {app}".encode())[:40]
 
 
 @dataclass(frozen=True)

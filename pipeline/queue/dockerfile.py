@@ -96,7 +96,9 @@ class DockerfileImageBuilder:
         )
         pushed = self._client.push_image(cache.images, ref, tag=options.tag)
         log.write(f" => pushed {pushed.reference} ({pushed.uploaded_bytes} bytes sent)\n".encode())
-        cache.prune()
+        # only when over the cap: builds run side by side on this cache, and a full prune
+        # walks all of it after every one
+        cache.prune_if_full()
         return str(result.digest)
 
     def _pull(self, ref: Reference, store: OCILayout, tag: str) -> None:

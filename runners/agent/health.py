@@ -10,24 +10,18 @@ a command in the container.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import os
 import socket
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TypeVar
 
 from runners.agent.model import HealthCheck
+from runners.errors import NetworkError
+from runners.net.nsthread import in_netns
 
 STARTING = "starting"
 HEALTHY = "healthy"
 UNHEALTHY = "unhealthy"
 NONE = "none"
-
-CLONE_NEWNET = 0x40000000
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -83,7 +77,7 @@ class Prober:
                 self._connect(target, check.port, check.timeout).close()
                 return True, ""
             return self._http(check, target)
-        except OSError as exc:
+        except (OSError, NetworkError) as exc:
             return False, f"{check.kind} probe of port {check.port}: {exc}"
 
     def _connect(self, target: ProbeTarget, port: int, timeout: float) -> socket.socket:
@@ -91,8 +85,10 @@ class Prober:
             return socket.create_connection((target.address, port), timeout=timeout)
         if target.pid is None:
             raise OSError("the container is not running")
+        # sockets made on a thread inside the container's namespace keep it for life
         return in_netns(
-            target.pid, lambda: socket.create_connection(("127.0.0.1", port), timeout=timeout)
+            f"/proc/{target.pid}/ns/net",
+            lambda: socket.create_connection(("127.0.0.1", port), timeout=timeout),
         )
 
     def _http(self, check: HealthCheck, target: ProbeTarget) -> tuple[bool, str]:
@@ -114,46 +110,3 @@ class Prober:
         if len(parts) >= 2 and parts[1].isdigit() and 200 <= int(parts[1]) < 400:
             return True, ""
         return False, f"GET {check.path} on port {check.port}: {status_line or 'no answer'}"
-
-
-def in_netns(pid: int, work: Callable[[], _T]) -> _T:
-    """Run ``work`` in a thread that joined the network namespace of process ``pid``.
-
-    ``setns`` with a network namespace changes only the calling thread, and that thread
-    ends with ``work``, so no other thread of the agent ever sees the container's network.
-    Sockets made there keep that namespace for their whole life.
-    """
-    outcome: list[_T] = []
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc().setns(fd, CLONE_NEWNET) != 0:
-                    code = ctypes.get_errno()
-                    raise OSError(code, f"setns into the network of pid {pid}: {os.strerror(code)}")
-            finally:
-                os.close(fd)
-            outcome.append(work())
-        except BaseException as exc:  # handed to the caller's thread
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, name=f"netns-{pid}", daemon=True)
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-    return outcome[0]
-
-
-_LIBC: list[ctypes.CDLL] = []
-
-
-def _libc() -> ctypes.CDLL:
-    if not _LIBC:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
-        libc.setns.restype = ctypes.c_int
-        _LIBC.append(libc)
-    return _LIBC[0]

@@ -9,6 +9,7 @@ process (the agent's event loop) never changes namespace. Python 3.11 has no
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import threading
 from collections.abc import Callable
@@ -22,6 +23,7 @@ CLONE_NEWNET = 0x40000000
 T = TypeVar("T")
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 

@@ -290,7 +290,7 @@ class RuncRuntime:
                 return
         raise RuntimeFailure(
             f"container {container_id}: still {status.state.value} (supervisor"
-            f" {bundle.shim_pid.read_text().split()[:1]})"
+            f" {_read_pid(bundle.shim_pid)})"
             f" {self.kill_timeout}s after the runtime deleted it"
         )
 

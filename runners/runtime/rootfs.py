@@ -98,7 +98,7 @@ def mounted_at(target: Path) -> bool:
     with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
         for line in mountinfo:
             fields = line.split(" ")
-            if len(fields) > 4 and _unescape(fields[4]) == wanted:
+            if len(fields) > 4 and unescape_mount_field(fields[4]) == wanted:
                 return True
     return False
 
@@ -146,7 +146,8 @@ def _page_size() -> int:
     return os.sysconf("SC_PAGE_SIZE")
 
 
-def _unescape(field: str) -> str:
+def unescape_mount_field(field: str) -> str:
+    """A path as /proc/self/mounts and mountinfo write it, with its octal escapes undone."""
     # mountinfo writes space, tab, newline and backslash as octal escapes
     for code in ("\\040", "\\011", "\\012", "\\134"):
         field = field.replace(code, chr(int(code[1:], 8)))
