@@ -396,7 +396,7 @@ class RestAPI:
                 yield data
                 continue
             build = await asyncio.to_thread(self.store.get_build, build_id)
-            if build.state.finished:
+            if build.state.finished and not await asyncio.to_thread(self.logs.writing, build_id):
                 # the last lines may have landed between the read and the state check
                 rest = await asyncio.to_thread(self.logs.read, build_id, offset)
                 if rest:

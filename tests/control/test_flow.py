@@ -133,9 +133,18 @@ def test_trigger_cancel_and_logs_through_the_api(make_harness: MakeHarness) -> N
             cancelled = http.post(f"/api/v1/builds/{build_id}/cancel")
             assert cancelled.status_code == 200, cancelled.text
             assert cancelled.json()["state"] == "cancelled"
-            gated[0].gate.set()
+            # the build is marked cancelled while its worker still holds the log (the
+            # gate is shut): a follower started now waits for the worker's last lines
+            with http.stream(
+                "GET", f"/api/v1/builds/b-{build_id}/logs", params={"follow": 1}
+            ) as late:
+                late_chunks = late.iter_bytes()
+                late_head = next(late_chunks)
+                gated[0].gate.set()
+                late_rest = b"".join(late_chunks)
             rest = b"".join(chunks)
         assert b"finished: cancelled" in head + rest
+        assert b"finished: cancelled" in late_head + late_rest
         again = http.post(f"/api/v1/builds/{build_id}/cancel")
         assert again.status_code == 409
         assert again.json()["error"]["code"] == "conflict"
