@@ -176,7 +176,12 @@ class Agent:
                 )
                 # written before the start: an agent killed now adopts, not orphans, it
                 self.records.put(record)
-                self.containers.start(instance_id)
+                # the network is connected while the runtime creates the container; the
+                # container's process waits for it at the start gate
+                self.containers.start(
+                    instance_id,
+                    lambda: self.network.connect(instance_id, attachment, spec.ports),
+                )
             except BaseException as exc:
                 try:
                     self._teardown(instance_id)

@@ -68,19 +68,29 @@ class BridgeNetwork:
     def attach(self, instance_id: str, ports: Sequence[PortMapping]) -> Attachment:
         name = self._netns_name(instance_id)
         path = net.create_container_netns(name)
-        address: IPv4Address | None = None
-        published: list[PortMapping] = []
         try:
             address = self.ipam.allocate(instance_id)
-            net.attach_container(
-                name,
-                self.host.bridge,
-                self.ipam.interface(address),
-                self.host.gateway.ip,
-                name=self._veth_key(instance_id),
-                host_netns=self.host.netns,
-            )
-            for port in ports:
+        except BaseException:
+            self._undo(instance_id, name, ())
+            raise
+        return Attachment(netns=path, address=str(address), gateway=str(self.host.gateway.ip))
+
+    def connect(
+        self, instance_id: str, attachment: Attachment, ports: Sequence[PortMapping]
+    ) -> None:
+        if attachment.address is None:
+            raise NetworkError(f"instance {instance_id}: no address reserved; attach it first")
+        address = IPv4Address(attachment.address)
+        net.attach_container(
+            self._netns_name(instance_id),
+            self.host.bridge,
+            self.ipam.interface(address),
+            self.host.gateway.ip,
+            name=self._veth_key(instance_id),
+            host_netns=self.host.netns,
+        )
+        for port in ports:
+            try:
                 net.publish_port(
                     "tcp" if port.protocol == "tcp" else "udp",
                     port.host,
@@ -89,13 +99,8 @@ class BridgeNetwork:
                     netns=self.host.netns,
                     table=self.host.table,
                 )
-                published.append(port)
-        except BaseException as exc:
-            self._undo(instance_id, name, published)
-            if isinstance(exc, net.PortInUse):
+            except net.PortInUse as exc:
                 raise Conflict(f"instance {instance_id}: {exc}") from exc
-            raise
-        return Attachment(netns=path, address=str(address), gateway=str(self.host.gateway.ip))
 
     def detach(self, instance_id: str) -> None:
         address = self.ipam.lookup(instance_id)

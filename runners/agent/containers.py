@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,7 @@ class HostContainers:
             etc_files=bundle.etc_files(),
             resources=resources,
             cgroups_path=self.cgroups_path(instance_id),
+            start_gate=bundle.make_gate(),
         )
         # the spec is checked before anything is mounted: a bad USER mounts nothing
         config = runtime_spec(
@@ -107,8 +109,12 @@ class HostContainers:
         mount_rootfs(image.lower_dirs, bundle.upper, bundle.work, bundle.rootfs)
         return bundle
 
-    def start(self, instance_id: str) -> ContainerStatus:
-        return self.runtime.start(instance_id, self.bundle(instance_id))
+    def start(
+        self, instance_id: str, meanwhile: Callable[[], None] | None = None
+    ) -> ContainerStatus:
+        """Start the container; its process waits at the start gate until ``meanwhile``
+        (connecting its network) has returned."""
+        return self.runtime.start(instance_id, self.bundle(instance_id), meanwhile)
 
     def restart(self, instance_id: str) -> ContainerStatus:
         """Run the container again in its directory, keeping its filesystem and logs."""

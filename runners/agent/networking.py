@@ -1,7 +1,11 @@
 """How an instance gets its network: the :class:`InstanceNetwork` protocol and its kinds.
 
 The agent asks for an :class:`Attachment` before a container starts and gives it back
-after the container is gone; what an attachment *is* depends on the implementation:
+after the container is gone. Making one has two halves: :meth:`InstanceNetwork.attach`
+(the namespace and the address: what the runtime spec and ``/etc/hosts`` need, quick)
+and :meth:`InstanceNetwork.connect` (links, routes, published ports), which runs while
+the runtime creates the container — its process waits at the start gate until the
+network is whole. What an attachment *is* depends on the implementation:
 
 - :class:`IsolatedNetwork` — the container gets a network namespace of its own with
   only loopback (the runtime creates it). Nothing on the host changes, nothing can be
@@ -49,7 +53,15 @@ class InstanceNetwork(Protocol):
     def kind(self) -> str: ...
 
     def attach(self, instance_id: str, ports: Sequence[PortMapping]) -> Attachment:
-        """Make the instance's network; raise (leaving nothing behind) when it cannot."""
+        """Reserve the instance's network (namespace, address); raise, leaving nothing
+        behind, when it cannot. :meth:`connect` completes it."""
+        ...
+
+    def connect(
+        self, instance_id: str, attachment: Attachment, ports: Sequence[PortMapping]
+    ) -> None:
+        """Complete what :meth:`attach` reserved (links, routes, ports); when it raises,
+        :meth:`detach` removes whatever was made."""
         ...
 
     def detach(self, instance_id: str) -> None:
@@ -73,6 +85,11 @@ class IsolatedNetwork:
                 " which cannot publish ports; start it with --network bridge"
             )
         return Attachment()
+
+    def connect(
+        self, instance_id: str, attachment: Attachment, ports: Sequence[PortMapping]
+    ) -> None:
+        return None
 
     def detach(self, instance_id: str) -> None:
         return None

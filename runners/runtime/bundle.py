@@ -13,6 +13,7 @@ restarts finds its containers again by listing directories::
         runtime.log        the OCI runtime's own messages (JSON lines)
         shim.pid  shim.log the supervisor's pid and its own diagnostics
         container.pid      the container's init pid, written by the runtime
+        start.gate         a FIFO the container waits on before its process runs (optional)
         exit.json          written once by the supervisor when the container is gone
 """
 
@@ -93,6 +94,15 @@ class ContainerDir:
     @property
     def exit_file(self) -> Path:
         return self.path / "exit.json"
+
+    @property
+    def gate(self) -> Path:
+        return self.path / "start.gate"
+
+    def make_gate(self) -> str:
+        """Create the start gate FIFO (root's only); its path, for the runtime spec."""
+        os.mkfifo(self.gate, 0o600)
+        return str(self.gate)
 
     def etc_files(self) -> EtcFiles:
         return EtcFiles(

@@ -14,11 +14,15 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
+import os
 import re
 import signal
+import stat
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -65,7 +69,12 @@ class ContainerStatus:
 class ContainerRuntime(Protocol):
     """Starts, observes, signals and removes containers from prepared directories."""
 
-    def start(self, container_id: str, bundle: ContainerDir) -> ContainerStatus: ...
+    def start(
+        self,
+        container_id: str,
+        bundle: ContainerDir,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> ContainerStatus: ...
 
     def status(self, container_id: str, bundle: ContainerDir) -> ContainerStatus: ...
 
@@ -157,8 +166,20 @@ class RuncRuntime:
         self.kill_timeout = kill_timeout
         self.poll_interval = poll_interval
 
-    def start(self, container_id: str, bundle: ContainerDir) -> ContainerStatus:
+    def start(
+        self,
+        container_id: str,
+        bundle: ContainerDir,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> ContainerStatus:
         """Start the container of ``bundle``; return once it runs (or already ended).
+
+        ``meanwhile`` (connecting the container's network, say) runs on a thread of its
+        own while the supervisor is launched and the runtime creates the container. With
+        a start gate in the bundle (:meth:`ContainerDir.make_gate`,
+        :func:`~runners.runtime.spec.gate_hook`) the container's process waits until it
+        has returned; without one it runs before the runtime is launched. If it raises, the container ends without running its process and
+        the exception propagates (the stopped container is the caller's to delete).
 
         Raises :class:`SubprocessError` with the runtime's own error when it could not
         create the container.
@@ -172,13 +193,31 @@ class RuncRuntime:
         runtime_argv = self.commands.run(
             container_id, str(bundle.path), str(bundle.container_pid), str(bundle.runtime_log)
         )
-        self.supervisors.launch(
-            bundle,
-            runtime_argv,
-            self.max_log_bytes,
-            hide_unified_cgroup=self.commands.hide_unified_cgroup,
-        )
-        status = self._await(container_id, bundle, self.start_timeout, until_running=True)
+        gate = _open_gate(bundle)
+        try:
+            if gate is None and meanwhile is not None:
+                meanwhile()
+            # with a gate, ``meanwhile`` overlaps the supervisor's launch too
+            side = _Meanwhile(meanwhile) if gate is not None and meanwhile else None
+            try:
+                self.supervisors.launch(
+                    bundle,
+                    runtime_argv,
+                    self.max_log_bytes,
+                    hide_unified_cgroup=self.commands.hide_unified_cgroup,
+                )
+            except BaseException:
+                if side is not None:
+                    side.join()  # the caller's clean-up must not race it
+                raise
+            if gate is not None:
+                self._open_gate_after(container_id, bundle, gate, side)
+            # the gate stays open until the hook has read it: a FIFO loses what was
+            # written to it once nobody holds it open
+            status = self._await(container_id, bundle, self.start_timeout, until_running=True)
+        finally:
+            if gate is not None:
+                os.close(gate)
         if status.state is ContainerState.STOPPED and not status.started:
             record = bundle.read_exit()
             detail = (
@@ -195,6 +234,25 @@ class RuncRuntime:
                 f" see {bundle.runtime_log} and {bundle.shim_log}"
             )
         return status
+
+    def _open_gate_after(
+        self,
+        container_id: str,
+        bundle: ContainerDir,
+        gate: int,
+        side: _Meanwhile | None,
+    ) -> None:
+        """Wait for ``side``, then let the container go on — or, if it raised, end it."""
+        try:
+            if side is not None:
+                side.result()
+        except BaseException:
+            os.write(gate, b"no\n")
+            # the hook fails on "no" and the runtime with it; wait for that while the
+            # word can still be read, so that no container is left waiting at the gate
+            self._await(container_id, bundle, self.start_timeout, until_running=False)
+            raise
+        os.write(gate, b"go\n")
 
     def prepare(self) -> None:
         """Start the supervisor launcher's helper now rather than at the first start."""
@@ -320,6 +378,44 @@ class RuncRuntime:
                 if remaining <= 0:
                     return status
                 changes.wait(min(remaining, self.poll_interval))
+
+
+class _Meanwhile:
+    """``work`` on a thread of its own; :meth:`result` waits for it and re-raises."""
+
+    def __init__(self, work: Callable[[], None]) -> None:
+        self._work = work
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="start-meanwhile", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._work()
+        except BaseException as exc:
+            self._error = exc
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def result(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+def _open_gate(bundle: ContainerDir) -> int | None:
+    """The bundle's start gate opened for writing (never blocking), or None without one."""
+    try:
+        fd = os.open(bundle.gate, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RuntimeFailure(
+            f"{bundle.gate} is not a FIFO; remove the container and create it again"
+        )
+    return fd
 
 
 def _check_id(container_id: str) -> None:

@@ -28,6 +28,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_NOFILE = 1_048_576
 CPU_PERIOD = 100_000
 CGROUP_PARENT = "/berth"
+GATE_TIMEOUT = 60  # seconds a container may wait at its start gate (the start gives up at 30)
 
 DEFAULT_CAPABILITIES = (
     "CAP_CHOWN",
@@ -153,6 +154,8 @@ class InstanceSpec:
 
     ``id_mapping=None`` runs without a user namespace; ``netns`` joins an existing
     network namespace, ``host_network`` uses the host's (both off: a new empty one).
+    ``start_gate`` is a FIFO the container waits on before its process runs
+    (:func:`gate_hook`).
     """
 
     name: str
@@ -171,6 +174,7 @@ class InstanceSpec:
     nofile: int | None = None
     cgroups_path: str | None = None
     readonly_rootfs: bool = False
+    start_gate: str | None = None
 
 
 def runtime_spec(
@@ -219,13 +223,31 @@ def runtime_spec(
     linux["cgroupsPath"] = instance.cgroups_path or f"{CGROUP_PARENT}/{instance.name}"
     linux["maskedPaths"] = list(MASKED_PATHS)
     linux["readonlyPaths"] = list(READONLY_PATHS)
-    return {
+    config = {
         "ociVersion": OCI_VERSION,
         "process": process,
         "root": {"path": instance.rootfs, "readonly": instance.readonly_rootfs},
         "hostname": instance.name,
         "mounts": mounts(instance),
         "linux": linux,
+    }
+    if instance.start_gate is not None:
+        config["hooks"] = {"createRuntime": [gate_hook(instance.start_gate)]}
+    return config
+
+
+def gate_hook(fifo: str, timeout: int = GATE_TIMEOUT) -> dict[str, Any]:
+    """A ``createRuntime`` hook holding the container until ``go`` is written to ``fifo``.
+
+    The runtime runs it once the container's namespaces exist and before the process is
+    executed, so whatever the starter does meanwhile (connecting the network namespace)
+    is done before the container's first instruction. Any other word, end of file (the
+    starter died) or the timeout fails the hook, and with it the start.
+    """
+    return {
+        "path": "/bin/sh",
+        "args": ["sh", "-c", 'read -r word < "$1" && [ "$word" = go ]', "berth-start-gate", fifo],
+        "timeout": timeout,
     }
 
 
@@ -390,6 +412,10 @@ def _check_instance(instance: InstanceSpec) -> None:
         raise SpecError(f"instance {instance.name}: rootfs {instance.rootfs!r} must be absolute")
     if instance.netns is not None and instance.host_network:
         raise SpecError(f"instance {instance.name}: netns and host_network exclude each other")
+    if instance.start_gate is not None and not instance.start_gate.startswith("/"):
+        raise SpecError(
+            f"instance {instance.name}: start gate {instance.start_gate!r} must be absolute"
+        )
     for mount in instance.mounts:
         if not mount.destination.startswith("/") or not mount.source.startswith("/"):
             raise SpecError(

@@ -75,6 +75,21 @@ def test_a_container_sees_only_itself(client: AgentClient, busybox_ref: str) -> 
     assert _host_uid(int(one["pid"])) == 100000
 
 
+def test_the_network_is_up_before_the_first_instruction(
+    client: AgentClient, busybox_ref: str
+) -> None:
+    # the network is connected while the runtime creates the container; the process
+    # waits at the start gate, so its very first command sees its address and route
+    script = "busybox ip -o -4 addr show dev eth0; busybox ip route; exec sleep 600"
+    view = client.put_instance(
+        "net-first", {"image": busybox_ref, "command": ["sh", "-c", script], "stop_timeout": 0.2}
+    )
+    wait_until(lambda: b"default via" in client.logs("net-first"), timeout=10)
+    output = client.logs("net-first").decode()
+    assert f"inet {view['address']}/" in output, output
+    assert "error" not in client.logs("net-first", stream="stderr").decode().lower()
+
+
 def test_two_containers_share_lower_layers_and_not_writes(
     client: AgentClient, shared_agent: RunningAgent, busybox_ref: str
 ) -> None:

@@ -42,6 +42,7 @@ class Containers:
         id_mapping: IdMapping | None = SHIFT,
         resources: Resources | None = None,
         netns: str | None = None,
+        gate: bool = False,
     ) -> tuple[str, ContainerDir]:
         """A container id (unique, test-prefixed) and its directory, ready to start."""
         container_id = f"{self.prefix}-{name}"
@@ -66,6 +67,7 @@ class Containers:
             etc_files=bundle.etc_files(),
             resources=resources or Resources(),
             cgroups_path=f"{CGROUP_PARENT}/{container_id}",
+            start_gate=bundle.make_gate() if gate else None,
         )
         bundle.write_config(runtime_spec(instance, RunDefaults(), host_limits()))
         return container_id, bundle

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -226,3 +227,89 @@ def test_user_namespaced_container_joins_an_existing_network_namespace(
     assert link.endswith(f"net:[{os.stat(path).st_ino}]")
     # /sys is the host's, bound read-only: a fresh sysfs is not allowed from this userns
     assert "mm" in bundle.stdout_log.read_text().split()
+
+
+@pytest.fixture(params=["runc", "crun"])
+def gated(
+    request: pytest.FixtureRequest, state_root: Path, shifted_store: LayerStore, busybox_tar: bytes
+) -> Iterator[Containers]:
+    """Containers under runc and under crun (each has its own way of running hooks)."""
+    if request.param == "runc":
+        commands = RuntimeCommands(root=str(state_root / "runc"))
+    else:
+        commands = RuntimeCommands.crun(
+            str(state_root / "crun"), hybrid_cgroups=is_hybrid_cgroup_host()
+        )
+    with containers_with(commands, state_root, shifted_store, busybox_tar) as made:
+        yield made
+
+
+def _add_link(netns: str, name: str) -> None:
+    subprocess.run(
+        ["nsenter", f"--net={netns}", "ip", "link", "add", name, "type", "veth", "peer",
+         "name", f"{name}p"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def test_a_gated_process_starts_only_after_meanwhile_returns(
+    no_leaks: None, gated: Containers, netns_file: str
+) -> None:
+    # the first thing the process does is list its interfaces; ``meanwhile`` adds one
+    # after a pause, so an ungated process would list the namespace without it
+    cid, bundle = gated.prepare(
+        "gated", ("/bin/sh", "-c", "cat /proc/net/dev"), netns=netns_file, gate=True
+    )
+    done: list[str] = []
+
+    def meanwhile() -> None:
+        time.sleep(0.5)
+        _add_link(netns_file, "gate0")
+        done.append("linked")
+
+    gated.runtime.start(cid, bundle, meanwhile)
+    assert done == ["linked"]
+    assert gated.runtime.wait(cid, bundle, 15).exit_code == 0, bundle.stderr_log.read_text()
+    assert "gate0:" in bundle.stdout_log.read_text()
+
+
+def test_when_meanwhile_fails_the_process_never_runs(
+    no_leaks: None, gated: Containers, netns_file: str
+) -> None:
+    cid, bundle = gated.prepare(
+        "refused", ("/bin/sh", "-c", "touch /ran; sleep 30"), netns=netns_file, gate=True
+    )
+
+    def meanwhile() -> None:
+        raise OSError("the network could not be connected")
+
+    with pytest.raises(OSError, match="could not be connected"):
+        gated.runtime.start(cid, bundle, meanwhile)
+    # the start returned only once the runtime had given up: nothing waits at the gate
+    status = gated.runtime.status(cid, bundle)
+    assert status.state is ContainerState.STOPPED
+    assert status.exit_code != 0
+    assert not (bundle.upper / "ran").exists()
+    wait_until(lambda: not shim.is_supervisor(bundle.shim_pid), timeout=10)
+
+
+def test_a_gated_container_without_meanwhile_runs_and_runs_again(
+    no_leaks: None, gated: Containers
+) -> None:
+    # a restart (the restart policy, ``berth restart``) opens the gate at once
+    cid, bundle = gated.prepare("again", ("/bin/sh", "-c", "echo run"), gate=True)
+    for _ in range(2):
+        gated.runtime.start(cid, bundle)
+        assert gated.runtime.wait(cid, bundle, 15).exit_code == 0
+        bundle.exit_file.unlink()
+        bundle.shim_pid.unlink()
+        bundle.container_pid.unlink(missing_ok=True)
+    assert bundle.stdout_log.read_text() == "run\nrun\n"
+
+
+def test_a_start_gate_that_is_not_a_fifo_is_refused(no_leaks: None, gated: Containers) -> None:
+    cid, bundle = gated.prepare("notfifo", ("/bin/true",))
+    bundle.gate.write_text("go\n")
+    with pytest.raises(RuntimeFailure, match="is not a FIFO"):
+        gated.runtime.start(cid, bundle)
+    assert not bundle.shim_pid.exists()

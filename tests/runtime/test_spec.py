@@ -52,6 +52,34 @@ def test_top_level_shape() -> None:
     assert config["root"] == {"path": "/c/web-1/rootfs", "readonly": False}
 
 
+def test_a_start_gate_is_a_create_runtime_hook_reading_its_fifo() -> None:
+    gated = spec(InstanceSpec(name="web-1", rootfs="/r", start_gate="/c/web-1/start.gate"))
+    assert gated["hooks"] == {
+        "createRuntime": [
+            {
+                "path": "/bin/sh",
+                "args": [
+                    "sh",
+                    "-c",
+                    'read -r word < "$1" && [ "$word" = go ]',
+                    "berth-start-gate",
+                    "/c/web-1/start.gate",
+                ],
+                "timeout": 60,
+            }
+        ]
+    }
+    # the path is an argument, never part of the script: no quoting can break out
+    odd = spec(InstanceSpec(name="web-1", rootfs="/r", start_gate='/c/"; reboot; "/gate'))
+    assert odd["hooks"]["createRuntime"][0]["args"][2:] == [
+        'read -r word < "$1" && [ "$word" = go ]',
+        "berth-start-gate",
+        '/c/"; reboot; "/gate',
+    ]
+    with pytest.raises(SpecError, match="start gate 'gate' must be absolute"):
+        spec(InstanceSpec(name="web-1", rootfs="/r", start_gate="gate"))
+
+
 def test_process_defaults_come_from_the_image() -> None:
     process = spec()["process"]
     assert process["args"] == ["/app/entry", "serve", "--port", "8080"]
