@@ -39,7 +39,6 @@ from pipeline.build.lowers import (
     LowerView,
     Prefetcher,
     layer_members,
-    unpack_layers,
     view_of,
 )
 from pipeline.build.plan import META_INSTRUCTIONS, BuildPlan, Instruction, Stage, check_source_path
@@ -257,7 +256,7 @@ class Builder:
                 outcome, upper = run_step(
                     self.runner,
                     request,
-                    unpack_layers(self.cache, current.layers),
+                    self._prefetch.unpacked(current.layers),
                     workspace,
                     passwd=view.read_text("etc/passwd"),
                     group=view.read_text("etc/group"),
@@ -408,7 +407,7 @@ class Builder:
             layers = results[index].layers
         else:
             layers = list(self.resolver.resolve(origin).layers)
-        dirs = unpack_layers(self.cache, layers)
+        dirs = self._prefetch.unpacked(layers)
         if len(dirs) == 1:
             return SourceTree(dirs[0]), lambda: None
         from runners.runtime.rootfs import mount_rootfs, unmount_rootfs

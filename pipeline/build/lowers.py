@@ -13,6 +13,7 @@ unpacked in the background for the next RUN (:class:`Prefetcher`).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -201,6 +202,7 @@ class Prefetcher:
         self.workers = workers
         self._pool: ThreadPoolExecutor | None = None
         self._pending: list[Future[object]] = []
+        self._writes: list[tuple[Future[Digest], Future[object]]] = []
 
     def submit(self, layer: Descriptor) -> None:
         """Unpack ``layer`` from its blob."""
@@ -210,13 +212,27 @@ class Prefetcher:
         """Write a layer's directory from ``members`` (see :func:`layer_members`) while
         its blob is still being written; it is filed under ``digest`` once that is known
         (and thrown away if the blob's writing fails)."""
-        self._run(_write_staged, self.cache, members, digest)
+        self._writes.append((digest, self._run(_write_staged, self.cache, members, digest)))
 
-    def _run(self, *call: object) -> None:
+    def unpacked(self, layers: Sequence[Descriptor]) -> list[Path]:
+        """:func:`unpack_layers`, after the directories being written for any of
+        ``layers`` are done: the layer store's lock is taken only to file a written
+        directory, so without this wait the caller would unpack the blob a second time
+        beside the writer."""
+        wanted = {layer.digest for layer in layers}
+        for digest, written in self._writes:
+            if digest.done() and digest.exception() is None and digest.result() in wanted:
+                with contextlib.suppress(Exception):  # the unpack below reports it
+                    written.result()
+        return unpack_layers(self.cache, layers)
+
+    def _run(self, *call: object) -> Future[object]:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="unpack")
         function, *args = call
-        self._pending.append(self._pool.submit(function, *args))  # type: ignore[arg-type]
+        future: Future[object] = self._pool.submit(function, *args)  # type: ignore[arg-type]
+        self._pending.append(future)
+        return future
 
     def close(self) -> None:
         """Wait for what was started (nothing keeps writing into the cache after a build)."""
@@ -226,6 +242,7 @@ class Prefetcher:
             except Exception:  # whoever needs the layer unpacks it again and reports it
                 _log.debug("background unpack failed", exc_info=True)
         self._pending.clear()
+        self._writes.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None

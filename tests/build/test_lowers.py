@@ -5,13 +5,20 @@ from __future__ import annotations
 import io
 import os
 import stat
+import tarfile
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import pytest
 
-from pipeline.build.lowers import LayerIndex, LowerView, layer_members
+from pipeline.build.cache import BuildCache
+from pipeline.build.lowers import LayerIndex, LowerView, Member, Prefetcher, layer_members
 from runners.errors import LayerError
+from runners.oci import mediatypes
+from runners.oci.digest import Digest
 from runners.oci.layer import EntryKind, LayerEntry, LayerWriter, source_identity, write_layer
+from runners.oci.manifest import Descriptor
 from runners.runtime.unpack import unpack_layer, write_members
 
 pytestmark = pytest.mark.unit
@@ -132,3 +139,46 @@ def test_a_source_changed_since_copy_selected_it_is_refused_by_both_writers(
 def test_members_of_streamed_entries_are_not_offered() -> None:
     streamed = LayerEntry("a", EntryKind.FILE, size=1, reader=lambda: io.BytesIO(b"x"))
     assert layer_members([streamed], {}) is None
+
+
+class _HeldReader(io.BytesIO):
+    """A source whose first read waits for ``go``: holds a directory write mid-way."""
+
+    def __init__(self, data: bytes, go: threading.Event) -> None:
+        super().__init__(data)
+        self.go = go
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        assert self.go.wait(30), "the test never let the writer go on"
+        return super().read(size)
+
+
+def test_a_run_waits_for_the_directory_being_written_instead_of_unpacking_again(
+    tmp_path: Path,
+) -> None:
+    # the blob says "blob", the directory being written from the entries says "entries":
+    # whichever is filed first becomes the layer's directory, so it tells who made it
+    cache = BuildCache(tmp_path / "cache")
+    with cache.new_blob() as (path, keep), open(path, "wb") as out:
+        made = write_layer([LayerEntry("f", EntryKind.FILE, mode=0o644, size=4, data=b"blob")], out)
+        keep.append(made.digest)
+    layer = Descriptor(mediatypes.OCI_LAYER_GZIP, made.digest, made.size)
+    go = threading.Event()
+    info = tarfile.TarInfo("f")
+    info.size, info.mode = 7, 0o644
+    members: list[Member] = [(info, lambda: _HeldReader(b"entries", go))]
+    digest: Future[Digest] = Future()
+    digest.set_result(made.digest)
+    prefetch = Prefetcher(cache)
+    try:
+        prefetch.write(members, digest)
+        with ThreadPoolExecutor(1) as pool:
+            found = pool.submit(prefetch.unpacked, [layer])
+            # give an unpack of the blob every chance to go first; it must not
+            wait([found], timeout=0.5)
+            go.set()
+            (directory,) = found.result(timeout=30)
+        assert (directory / "f").read_bytes() == b"entries"
+    finally:
+        go.set()
+        prefetch.close()
