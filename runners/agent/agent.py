@@ -83,6 +83,46 @@ class Tracked:
     restarting: bool = False  # between the decision to restart and the new run
 
 
+class ImageUse:
+    """Creations and pulls use the image store side by side; a collection uses it alone.
+
+    An image is safe from :meth:`Agent.gc` once an instance's record names it; between
+    its pull and that record (and while a pull's blobs are not yet in the image index)
+    only this keeps a collection from removing what is about to be used. A waiting
+    collection holds back new users, so a stream of starts cannot starve it.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._users = 0
+        self._collecting = False
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._collecting)
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._users -= 1
+                self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._collecting)
+            self._collecting = True
+            self._changed.wait_for(lambda: self._users == 0)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._collecting = False
+                self._changed.notify_all()
+
+
 class Agent:
     """Instances, images and host facts of one container host."""
 
@@ -110,6 +150,7 @@ class Agent:
         self.started_at = time.time()
         self.boot_count = self._count_boot()
         self._guard = threading.Lock()
+        self._image_use = ImageUse()
         self._locks: dict[str, threading.Lock] = {}
         self.tracked: dict[str, Tracked] = {}
         self.changed = threading.Event()
@@ -160,45 +201,49 @@ class Agent:
                     )
                 return False, self.view(instance_id)
             self._check_capacity(instance_id, spec)
-            digest = self._ensure_image(spec)
-            image = self.images.prepare(digest)
-            attachment = self.network.attach(instance_id, spec.ports)
-            try:
-                self.containers.create(instance_id, spec, image, attachment)
-                record = InstanceRecord(
-                    id=instance_id,
-                    spec=canonical,
-                    image_digest=str(digest),
-                    created_at=time.time(),
-                    address=attachment.address,
-                    run_started=time.monotonic(),
-                    labels=dict(spec.labels),
-                )
-                # written before the start: an agent killed now adopts, not orphans, it
-                self.records.put(record)
-                # the network is connected while the runtime creates the container; the
-                # container's process waits for it at the start gate
-                self.containers.start(
-                    instance_id,
-                    lambda: self.network.connect(instance_id, attachment, spec.ports),
-                )
-            except BaseException as exc:
-                try:
-                    self._teardown(instance_id)
-                except RuntimeFailure:
-                    _log.exception("instance %s: cleaning up a failed creation", instance_id)
-                if isinstance(exc, SpecError):
-                    raise BadSpec(f"instance {instance_id}: {exc}") from exc
-                if isinstance(exc, SubprocessError):
-                    raise AgentError(
-                        f"instance {instance_id}: the container did not start: {exc}", status=422
-                    ) from exc
-                raise
-            self.tracked[instance_id] = Tracked(
-                record, spec, HealthState() if spec.health else None
-            )
+            # an image being started is not collected before its record names it
+            with self._image_use.shared():
+                self._create(instance_id, spec, canonical)
         self.changed.set()
         return True, self.view(instance_id)
+
+    def _create(self, instance_id: str, spec: InstanceSpec, canonical: dict[str, Any]) -> None:
+        """Pull, prepare, attach, create and start; on failure remove what was made."""
+        digest = self._ensure_image(spec)
+        image = self.images.prepare(digest)
+        attachment = self.network.attach(instance_id, spec.ports)
+        try:
+            self.containers.create(instance_id, spec, image, attachment)
+            record = InstanceRecord(
+                id=instance_id,
+                spec=canonical,
+                image_digest=str(digest),
+                created_at=time.time(),
+                address=attachment.address,
+                run_started=time.monotonic(),
+                labels=dict(spec.labels),
+            )
+            # written before the start: an agent killed now adopts, not orphans, it
+            self.records.put(record)
+            # the network is connected while the runtime creates the container; the
+            # container's process waits for it at the start gate
+            self.containers.start(
+                instance_id,
+                lambda: self.network.connect(instance_id, attachment, spec.ports),
+            )
+        except BaseException as exc:
+            try:
+                self._teardown(instance_id)
+            except RuntimeFailure:
+                _log.exception("instance %s: cleaning up a failed creation", instance_id)
+            if isinstance(exc, SpecError):
+                raise BadSpec(f"instance {instance_id}: {exc}") from exc
+            if isinstance(exc, SubprocessError):
+                raise AgentError(
+                    f"instance {instance_id}: the container did not start: {exc}", status=422
+                ) from exc
+            raise
+        self.tracked[instance_id] = Tracked(record, spec, HealthState() if spec.health else None)
 
     def delete_instance(self, instance_id: str) -> dict[str, Any]:
         """Stop (stop signal, wait, kill) and remove the instance and all it had."""
@@ -283,7 +328,8 @@ class Agent:
 
     def pull(self, image: Any) -> dict[str, Any]:
         ref = _reference(image, "image")
-        digest = self._translate_registry(lambda: self.images.pull(ref), ref)
+        with self._image_use.shared():
+            digest = self._translate_registry(lambda: self.images.pull(ref), ref)
         return {"image": str(ref), "digest": str(digest)}
 
     def list_images(self) -> list[dict[str, Any]]:
@@ -300,7 +346,8 @@ class Agent:
         return {"digest": str(digest), "pinned": False}
 
     def gc(self) -> dict[str, list[str]]:
-        with self._guard:
+        """Remove images no instance uses and nobody pinned (after running starts)."""
+        with self._image_use.exclusive():
             return self.images.gc(self._in_use())
 
     # -- host ----------------------------------------------------------------------------

@@ -235,8 +235,12 @@ class HostImages:
     def _add_reference(self, digest: Digest, reference: str | None) -> None:
         with self._lock:
             index = self._index()
-            entry = index.setdefault(str(digest), {"references": [], "pulled_at": time.time()})
-            if reference and reference not in entry["references"]:
+            entry = index.get(str(digest))
+            if entry is not None and (not reference or reference in entry["references"]):
+                return  # known already: every start used to rewrite the index file
+            if entry is None:
+                entry = index[str(digest)] = {"references": [], "pulled_at": time.time()}
+            if reference:
                 entry["references"] = sorted([*entry["references"], reference])
             _write_json(self.index_path, index)
 
