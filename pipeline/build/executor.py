@@ -183,6 +183,8 @@ class Builder:
                 list(base.layers),
                 _hash(f"image {base.manifest.digest}"),
             )
+            for layer in base.layers:  # the first RUN needs them; nothing if unpacked
+                self._prefetch.submit(layer)
         view: list[LowerView | None] = [None]  # unpacked lazily, only when a step runs
 
         def lower() -> LowerView:

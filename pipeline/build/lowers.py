@@ -53,6 +53,17 @@ def unpack_layers(cache: BuildCache, layers: Sequence[Descriptor]) -> list[Path]
     return found
 
 
+def unpack_stored(cache: BuildCache, digest: Digest) -> None:
+    """Unpack the layers of image ``digest`` from the cache's store now, as a pull does for
+    buildah or podman, so that the first build from it does not; an index (several
+    platforms) is left for the build, which picks the platform."""
+    from runners.oci.manifest import ImageManifest, parse_manifest
+
+    manifest = parse_manifest(cache.images.read_blob(digest))
+    if isinstance(manifest, ImageManifest):
+        unpack_layers(cache, manifest.layers)
+
+
 MAX_TEXT = 1 << 20  # /etc/passwd and /etc/group, read for --chown
 
 _KIND_BITS = {

@@ -23,9 +23,12 @@ def import_image(file: Path, tag: str | None, cache_dir: Path | None, as_json: b
     """Import an OCI archive or docker-archive into the local image store."""
     from pipeline.build.cache import BuildCache
     from pipeline.build.importer import import_archive
+    from pipeline.build.lowers import unpack_stored
 
-    store = BuildCache(cache_dir or default_cache_dir()).images
-    done = import_archive(file, store, tag)
+    cache = BuildCache(cache_dir or default_cache_dir())
+    done = import_archive(file, cache.images, tag)
+    for item in done:
+        unpack_stored(cache, item.digest)
     if as_json:
         emit_json([{"reference": i.tag, "digest": str(i.digest)} for i in done])
         return
@@ -79,6 +82,7 @@ def busybox(
     from pipeline.build.baseimage import make_busybox_image
     from pipeline.build.cache import BuildCache
     from pipeline.build.images import store_tag
+    from pipeline.build.lowers import unpack_stored
     from pipeline.build.output import export_image
     from runners.oci.location import LocalImage, parse_location
     from runners.oci.reference import Reference
@@ -86,6 +90,7 @@ def busybox(
     ref = Reference.parse(tag)
     cache = BuildCache(cache_dir or default_cache_dir())
     manifest = make_busybox_image(cache, binary, store_tag(ref), source_date_epoch)
+    unpack_stored(cache, manifest.digest)
     written = []
     for text in outputs:
         location = parse_location(text)

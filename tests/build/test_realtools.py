@@ -15,6 +15,9 @@ import pytest
 
 from pipeline.build.baseimage import make_busybox_image
 from pipeline.build.cache import BuildCache
+from runners.oci.digest import Digest
+from runners.oci.manifest import ImageManifest, parse_manifest
+from runners.runtime.layers import LayerStore
 from tests.build.conftest import BUSYBOX, Berth, write_context
 from tests.helpers.gitrepo import GitRepo, git
 from tests.helpers.procs import ProcessLauncher, wait_for_port
@@ -141,10 +144,32 @@ def test_import_docker_archive_and_build_from_it(
     code, out, err = fresh("image", "import", str(archive), "--cache-dir", str(fresh.cache_dir))
     assert code == 0, err
     assert out.startswith("docker.io/mine/app:v1 sha256:")
+    # its layers are unpacked at once, as a pull does for buildah and podman
+    imported = Digest.parse(out.split()[1])
+    manifest = parse_manifest(BuildCache(fresh.cache_dir).images.read_blob(imported))
+    assert isinstance(manifest, ImageManifest)
+    store = LayerStore(BuildCache(fresh.cache_dir).layers_root)
+    assert store.digests() == sorted({layer.digest for layer in manifest.layers})
     child = write_context(tmp_path / "child", "FROM mine/app:v1\nRUN cat /a /b > /both\n", {})
     result = fresh.build(child, "--output", f"oci:{tmp_path / 'child-out'}:c")
     assert [s["state"] for s in result["steps"]] == ["built"]
     assert len(result["layers"]) == 4
+
+
+def test_a_made_base_image_is_unpacked_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fresh = Berth(tmp_path / "fresh-cache", capsys)
+    code, out, err = fresh(
+        "image", "base", "busybox", "-t", "mybase", "--cache-dir", str(fresh.cache_dir)
+    )
+    assert code == 0, err
+    made = Digest.parse(out.split()[1])
+    manifest = parse_manifest(BuildCache(fresh.cache_dir).images.read_blob(made))
+    assert isinstance(manifest, ImageManifest)
+    store = LayerStore(BuildCache(fresh.cache_dir).layers_root)
+    assert store.digests() == [layer.digest for layer in manifest.layers]
+    assert (store.path_of(manifest.layers[0].digest) / "bin" / "busybox").is_file()
 
 
 def test_large_context_is_streamed(berth: Berth, tmp_path: Path) -> None:
