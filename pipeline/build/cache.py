@@ -5,7 +5,9 @@ One directory holds it all::
     <cache>/images/     an OCI image layout: every blob (layers, configs, manifests) and
                         the local image store FROM resolves first (tags are references)
     <cache>/steps/      <key>.json per built step: the layer it made (LRU by mtime)
-    <cache>/layers/     layers unpacked for RUN root filesystems (runners.runtime)
+    <cache>/unpacked/   layers unpacked for RUN root filesystems (runners.runtime)
+    <cache>/donors/     per COPY instruction, the directory it last wrote and the content
+                        digest of each file there (unchanged files are linked from it)
     <cache>/tmp/        scratch space of running steps
 
 A step's entry is written only after its blob is complete and verified, so a failed or
@@ -23,14 +25,16 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from runners.errors import ManifestError
+from runners.errors import ManifestError, OCIError
 from runners.oci.digest import Digest
 from runners.oci.layout import OCILayout
 from runners.oci.manifest import MAX_MANIFEST_SIZE, ImageIndex, ImageManifest, parse_manifest
+from runners.runtime.layers import LayerStore
+from runners.runtime.unpack import Donor
 
 DEFAULT_MAX_BYTES = 10 * 1024**3
 
@@ -101,6 +105,35 @@ class BuildCache:
     @property
     def layers_root(self) -> Path:
         return self.root / "unpacked"
+
+    @property
+    def donors_dir(self) -> Path:
+        return self.root / "donors"
+
+    def donor(self, key: str) -> Donor | None:
+        """The directory last written for the COPY ``key`` names, while it is still here:
+        its unchanged files can be linked into the next version (:class:`Donor`)."""
+        try:
+            doc = json.loads((self.donors_dir / f"{key}.json").read_bytes())
+            layer = Digest.parse(doc["layer"])
+            files = {str(name): str(digest) for name, digest in doc["files"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, OCIError):
+            return None  # none yet, or unreadable: the directory is written in full
+        root = LayerStore(self.layers_root).path_of(layer)
+        return Donor(root, files) if root.is_dir() else None
+
+    def record_donor(self, key: str, layer: Digest, files: Mapping[str, str]) -> None:
+        """Remember that the COPY ``key`` names wrote ``files`` (name -> content digest)
+        into the directory of ``layer``."""
+        self.donors_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".donor-", dir=self.donors_dir)
+        try:
+            with os.fdopen(fd, "w") as stream:
+                json.dump({"layer": str(layer), "files": dict(files)}, stream)
+            os.replace(tmp, self.donors_dir / f"{key}.json")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def scratch(self, prefix: str) -> Path:
         """A fresh private directory for one step's work, locked while this process
@@ -253,6 +286,8 @@ class BuildCache:
         if everything and (self.root / "images").exists():
             shutil.rmtree(self.root / "images")
             self._images = None
+        if everything:
+            shutil.rmtree(self.donors_dir, ignore_errors=True)
         blobs, layers = self._collect()
         current = self.size() if self.root.exists() else 0
         while entries and current > limit:

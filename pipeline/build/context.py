@@ -158,8 +158,15 @@ def source_identities(
     }
 
 
-def content_hash(tree: SourceTree, selections: Iterable[tuple[str, list[Selected]]]) -> str:
-    """A hash of what a COPY reads: names, types, modes, link targets and bytes."""
+def content_hash(
+    tree: SourceTree,
+    selections: Iterable[tuple[str, list[Selected]]],
+    file_digests: dict[Path, bytes] | None = None,
+) -> str:
+    """A hash of what a COPY reads: names, types, modes, link targets and bytes.
+
+    ``file_digests``, when given, receives the sha256 of each regular file read.
+    """
     hasher = hashlib.sha256()
     for word, selected in selections:
         hasher.update(f"src {word}\n".encode())
@@ -172,7 +179,11 @@ def content_hash(tree: SourceTree, selections: Iterable[tuple[str, list[Selected
                 hasher.update(os.readlink(tree.path(item.rel)).encode() + b"\0")
             elif stat.S_ISREG(mode):
                 hasher.update(f"{item.info.st_size}\0".encode())
-                hasher.update(_file_digest(tree.path(item.rel)))
+                path = tree.path(item.rel)
+                digest = _file_digest(path)
+                hasher.update(digest)
+                if file_digests is not None:
+                    file_digests[path] = digest
     return hasher.hexdigest()
 
 

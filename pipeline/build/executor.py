@@ -39,6 +39,7 @@ from pipeline.build.lowers import (
     LowerView,
     Prefetcher,
     layer_members,
+    member_digests,
     view_of,
 )
 from pipeline.build.plan import META_INSTRUCTIONS, BuildPlan, Instruction, Stage, check_source_path
@@ -333,13 +334,10 @@ class Builder:
                 raise DockerfileError(
                     plan.source, step.line, f"{exc} (in the build context)"
                 ) from exc
-            digest = content_hash(tree, selections)
-            key = _hash(
-                current.key,
-                "COPY",
-                json.dumps([words, dest, dict(step.flags), heredocs]),
-                digest,
-            )
+            file_digests: dict[Path, bytes] = {}
+            digest = content_hash(tree, selections, file_digests)
+            instruction = json.dumps([words, dest, dict(step.flags), heredocs])
+            key = _hash(current.key, "COPY", instruction, digest)
             if self._reuse(stage, step, current, key, options, created):
                 return
             self._emit("start", None, f"{stage.label} {step.text}")
@@ -375,7 +373,13 @@ class Builder:
                 members = layer_members(entries, identities) if index is not None else None
                 blob: Future[Digest] = Future()
                 if members is not None:
-                    self._prefetch.write(members, blob)
+                    # unchanged files are linked from what this COPY wrote last time
+                    self._prefetch.write(
+                        members,
+                        blob,
+                        digests=member_digests(members, entries, file_digests),
+                        donor_key=_hash("COPY donor", instruction),
+                    )
                 try:
                     layer = self._write(entries, identities)
                 except BaseException as exc:

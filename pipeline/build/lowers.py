@@ -30,6 +30,7 @@ from runners.errors import LayerError
 from runners.oci.digest import Digest
 from runners.oci.layer import EntryKind, LayerEntry, entry_tarinfo, source_identity
 from runners.oci.manifest import Descriptor
+from runners.runtime.confined import member_parts
 
 if TYPE_CHECKING:
     from runners.runtime.unpack import Content
@@ -219,11 +220,22 @@ class Prefetcher:
         """Unpack ``layer`` from its blob."""
         self._run(unpack_layers, self.cache, [layer])
 
-    def write(self, members: list[Member], digest: Future[Digest]) -> None:
+    def write(
+        self,
+        members: list[Member],
+        digest: Future[Digest],
+        *,
+        digests: Mapping[str, str] | None = None,
+        donor_key: str | None = None,
+    ) -> None:
         """Write a layer's directory from ``members`` (see :func:`layer_members`) while
         its blob is still being written; it is filed under ``digest`` once that is known
-        (and thrown away if the blob's writing fails)."""
-        self._writes.append((digest, self._run(_write_staged, self.cache, members, digest)))
+        (and thrown away if the blob's writing fails). With ``digests`` (see
+        :func:`member_digests`) and ``donor_key``, files unchanged since the directory
+        last written under that key are hard-linked from it, and this one is remembered
+        for the next time."""
+        job = partial(_write_staged, self.cache, members, digest, digests, donor_key)
+        self._writes.append((digest, self._run(job)))
 
     def unpacked(self, layers: Sequence[Descriptor]) -> list[Path]:
         """:func:`unpack_layers`, after the directories being written for any of
@@ -259,7 +271,13 @@ class Prefetcher:
             self._pool = None
 
 
-def _write_staged(cache: BuildCache, members: list[Member], digest: Future[Digest]) -> Path:
+def _write_staged(
+    cache: BuildCache,
+    members: list[Member],
+    digest: Future[Digest],
+    digests: Mapping[str, str] | None,
+    donor_key: str | None,
+) -> Path:
     from runners.runtime.layers import LayerStore
     from runners.runtime.unpack import write_members
 
@@ -267,8 +285,13 @@ def _write_staged(cache: BuildCache, members: list[Member], digest: Future[Diges
     try:
         staged = workspace / "layer"
         staged.mkdir()
-        write_members(members, staged)
-        return LayerStore(cache.layers_root).adopt(digest.result(), staged)
+        donor = cache.donor(donor_key) if donor_key and digests else None
+        write_members(members, staged, digests=digests, donor=donor)
+        layer = digest.result()
+        path = LayerStore(cache.layers_root).adopt(layer, staged)
+        if donor_key and digests:
+            cache.record_donor(donor_key, layer, digests)
+        return path
     finally:
         # removes the staged copy too when the layer was there already or this failed
         cache.release_scratch(workspace)
@@ -302,6 +325,21 @@ def layer_members(
                 return None
         members.append((info, content))
     return members
+
+
+def member_digests(
+    members: Sequence[Member], entries: Sequence[LayerEntry], file_digests: Mapping[Path, bytes]
+) -> dict[str, str]:
+    """The content digest of each file member whose source was hashed (by member name,
+    as :func:`runners.runtime.unpack.write_members` names it); ``members`` are
+    :func:`layer_members` of ``entries``, one for one."""
+    found = {}
+    for (info, _), entry in zip(members, entries, strict=True):
+        if entry.kind is EntryKind.FILE and entry.source is not None:
+            digest = file_digests.get(entry.source)
+            if digest is not None:
+                found["/".join(member_parts(info.name))] = digest.hex()
+    return found
 
 
 class _Unchanged(io.FileIO):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from runners.runtime.unpack import unpack_layer
 from tests.build.conftest import Berth, write_context
 
 pytestmark = pytest.mark.privileged
@@ -112,6 +114,53 @@ def test_a_rebuilt_copy_that_writes_the_same_tar_reuses_its_blob(
     assert changed["layers"][1]["digest"].split(":")[1] in new_blobs
     assert changed["layers"][2]["digest"].split(":")[1] not in new_blobs
     assert big_blob.stat().st_ino == big_inode  # not written again
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int, int, int, str]]:
+    found = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        body = path.read_bytes().hex() if stat.S_ISREG(info.st_mode) else ""
+        found[str(path.relative_to(root))] = (
+            info.st_mode, info.st_uid, info.st_gid, info.st_mtime_ns, body
+        )  # fmt: skip
+    return found
+
+
+def test_a_rebuilt_copy_links_its_unchanged_files_from_the_last_version(
+    berth: Berth, tmp_path: Path
+) -> None:
+    files = {f"src/file{i}.txt": f"file {i}\n" for i in range(40)}
+    context = write_context(
+        tmp_path / "ctx", "FROM busybox\nCOPY src/ /app/\nRUN ls /app > /listing\n", files
+    )
+    first = berth.build(context)
+    (context / "src" / "file7.txt").write_text("changed\n")
+    (context / "src" / "file9.txt").chmod(0o600)  # same bytes, another mode
+    second = berth.build(context)
+    assert [s["state"] for s in second["steps"]] == ["built", "built"]
+    unpacked = berth.cache_dir / "unpacked" / "layers" / "sha256"
+    old_dir = unpacked / first["layers"][1]["digest"].split(":")[1] / "app"
+    new_dir = unpacked / second["layers"][1]["digest"].split(":")[1] / "app"
+    for name in ("file0.txt", "file39.txt"):
+        assert (new_dir / name).stat().st_ino == (old_dir / name).stat().st_ino, name
+    for name in ("file7.txt", "file9.txt"):
+        assert (new_dir / name).stat().st_ino != (old_dir / name).stat().st_ino, name
+    assert (new_dir / "file7.txt").read_text() == "changed\n"
+    assert stat.S_IMODE((new_dir / "file9.txt").stat().st_mode) == 0o600
+    # what the next RUN stands on is exactly the layer as pushed
+    blob = berth.cache_dir / "images" / "blobs" / "sha256"
+    with open(blob / second["layers"][1]["digest"].split(":")[1], "rb") as stream:
+        from_blob = unpack_layer(stream, tmp_path / "from-blob").path
+    assert _tree(new_dir.parent) == _tree(from_blob)
+    # a donor whose files were tampered with (another mode) lends nothing
+    os.chmod(new_dir / "file0.txt", 0o640)
+    (context / "src" / "file8.txt").write_text("changed too\n")
+    third = berth.build(context)
+    newest = unpacked / third["layers"][1]["digest"].split(":")[1] / "app"
+    assert (newest / "file0.txt").stat().st_ino != (new_dir / "file0.txt").stat().st_ino
+    assert stat.S_IMODE((newest / "file0.txt").stat().st_mode) == 0o644
+    assert (newest / "file1.txt").stat().st_ino == (new_dir / "file1.txt").stat().st_ino
 
 
 def test_a_copy_whose_parent_directory_changed_writes_a_new_layer(

@@ -8,6 +8,7 @@ import importlib.util
 import io
 import os
 import stat
+import tarfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,11 @@ from runners.oci.digest import Digest
 from runners.runtime.compression import Compression, compression_of
 from runners.runtime.unpack import (
     OPAQUE_XATTR,
+    Donor,
     UnpackOptions,
     shift_capability,
     unpack_layer,
+    write_members,
 )
 from tests.runtime.tars import MTIME, Entry, gzipped, layer_tar
 
@@ -236,3 +239,71 @@ def test_concurrent_unpacks_into_one_destination_both_succeed(tmp_path: Path) ->
     assert errors == []
     assert [p.name for p in tmp_path.iterdir()] == ["l"]
     assert len(list((tmp_path / "l").rglob("f*"))) == 100
+
+
+def _member(name: str, data: bytes, mode: int = 0o644, capability: bytes | None = None) -> Any:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), mode, MTIME
+    if capability is not None:
+        info.pax_headers["SCHILY.xattr.security.capability"] = capability.decode(
+            "utf-8", "surrogateescape"
+        )
+    return info, (lambda: io.BytesIO(data))
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_write_members_links_only_what_the_donor_holds_unchanged(tmp_path: Path) -> None:
+    same, other = b"same\n", b"other\n"
+    donor_root = tmp_path / "donor"
+    donor_root.mkdir()
+    donor_members = [_member("d", b""), _member("d/same", same), _member("d/mode", same),
+                     _member("d/bytes", other), _member("d/cap", same, capability=CAP_V2)]  # fmt: skip
+    donor_members[0][0].type, donor_members[0][0].mode = tarfile.DIRTYPE, 0o755
+    write_members(donor_members, donor_root)
+    os.chmod(donor_root / "d" / "mode", 0o600)  # no longer what the new member asks for
+    # a donor that reaches outside through a symlink is never followed
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "same").write_bytes(same)
+    os.utime(outside / "same", (MTIME, MTIME))
+    (donor_root / "via").symlink_to(outside)
+    recorded = {name: _digest(same) for name in ("d/same", "d/mode", "d/cap", "via/same")}
+    recorded["d/bytes"] = _digest(same)  # recorded wrongly: the bytes there differ
+    donor = Donor(donor_root, recorded)
+
+    new_root = tmp_path / "new"
+    new_root.mkdir()
+    directory = _member("d", b"")
+    directory[0].type, directory[0].mode = tarfile.DIRTYPE, 0o755
+    via = _member("via", b"")
+    via[0].type, via[0].mode = tarfile.DIRTYPE, 0o755
+    members = [directory, _member("d/same", same), _member("d/mode", same),
+               _member("d/bytes", same), _member("d/cap", same, capability=CAP_V2),
+               via, _member("via/same", same)]  # fmt: skip
+    digests = {name: _digest(same) for name in ("d/same", "d/mode", "d/bytes", "d/cap", "via/same")}
+    write_members(members, new_root, digests=digests, donor=donor)
+
+    def inode(root: Path, name: str) -> int:
+        return (root / name).lstat().st_ino
+
+    assert inode(new_root, "d/same") == inode(donor_root, "d/same")
+    for name in ("d/mode", "d/bytes", "d/cap"):
+        assert inode(new_root, name) != inode(donor_root, name), name
+    assert inode(new_root, "via/same") != inode(outside, "same")
+    for name in ("d/same", "d/mode", "d/bytes", "d/cap", "via/same"):
+        assert (new_root / name).read_bytes() == same, name
+        assert stat.S_IMODE((new_root / name).stat().st_mode) == 0o644, name
+    assert os.getxattr(new_root / "d" / "cap", "security.capability") == CAP_V2
+
+
+def test_write_members_without_a_donor_writes_everything(tmp_path: Path) -> None:
+    root = tmp_path / "layer"
+    root.mkdir()
+    members = [_member("a", b"a\n")]
+    # a donor directory that is gone (pruned) lends nothing and fails nothing
+    gone = Donor(tmp_path / "pruned", {"a": _digest(b"a\n")})
+    assert write_members(members, root, digests={"a": _digest(b"a\n")}, donor=gone) == 1
+    assert (root / "a").read_bytes() == b"a\n"
