@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from runners.runtime.oci_runtime import RuntimeCommands
 
 OUTPUT_TAIL_LINES = 20
-CGROUP_PARENT = "/berth-build"
+# one top-level cgroup per step, which the runtime removes with the container (a shared
+# parent would be left behind in every controller, and removing it races other builds)
+CGROUP_PREFIX = "/berth-build-"
 # Where runc creates mount points when the image lacks them; removed from the layer
 # again when they are still empty (they are the runtime's, not the step's).
 _MOUNT_POINTS = ("proc", "dev", "sys", "etc/hosts", "etc/resolv.conf", "etc/hostname")
@@ -155,7 +157,7 @@ def run_step(
         user=request.user or None,
         host_network=request.host_network,
         mounts=binds,
-        cgroups_path=f"{CGROUP_PARENT}/{workspace.name}",
+        cgroups_path=f"{CGROUP_PREFIX}{workspace.name}",
     )
     try:
         spec = runtime_spec(instance, RunDefaults(), host_limits(), passwd=passwd, group=group)

@@ -78,6 +78,8 @@ def test_one_file_change_rebuilds_only_from_its_step(berth: Berth, tmp_path: Pat
         {"f": "f1\n", "g": "g\n"},
     )
     first = berth.build(context)
+    # the RUN steps' cgroups went with their containers, in every controller
+    assert not list(Path("/sys/fs/cgroup").glob("*/berth-build*"))
     again = berth.build(context)
     assert again["digest"] == first["digest"]
     assert [s["state"] for s in again["steps"]] == ["cached"] * 4
