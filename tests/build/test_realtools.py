@@ -18,6 +18,8 @@ from pipeline.build.cache import BuildCache
 from runners.oci.digest import Digest
 from runners.oci.manifest import ImageManifest, parse_manifest
 from runners.runtime.layers import LayerStore
+from runners.runtime.unpack import unpack_layer
+from tests.bench.build import make_contexts
 from tests.build.conftest import BUSYBOX, Berth, write_context
 from tests.helpers.gitrepo import GitRepo, git
 from tests.helpers.procs import ProcessLauncher, wait_for_port
@@ -94,6 +96,31 @@ def test_push_inspect_with_skopeo_and_run_with_podman(
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout == "hi\nfrom f\n"
+
+
+def test_both_benchmark_dockerfiles_build_and_push(
+    berth: Berth, registry: str, tmp_path: Path
+) -> None:
+    (tmp_path / "bench").mkdir()
+    contexts = make_contexts(tmp_path / "bench")
+    for name, layers in (("small", 3), ("large", 5)):
+        out = tmp_path / f"{name}-out"
+        result = berth.build(
+            contexts[name], "-t", f"{registry}/bench/{name}:v1", "--push", "--output", f"oci:{out}"
+        )
+        inspect = subprocess.run(
+            ["skopeo", "inspect", "--tls-verify=false", f"docker://{registry}/bench/{name}:v1"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert json.loads(inspect.stdout)["Digest"] == result["digest"]
+        assert len(result["layers"]) == layers
+    # the large one's last RUN counted the 2,000 copied files
+    top = result["layers"][-1]["digest"].split(":")[1]
+    with open(tmp_path / "large-out" / "blobs" / "sha256" / top, "rb") as stream:
+        made = unpack_layer(stream, tmp_path / "top").path
+    assert (made / "count").read_text().strip() == "2000"
 
 
 def test_same_commit_twice_cold_in_other_directories_gives_the_same_digest(
