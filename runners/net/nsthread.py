@@ -11,13 +11,13 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from runners.errors import NetworkError
 from runners.net.names import netns_path
+from runners.threads import spawn
 
 CLONE_NEWNET = 0x40000000
 T = TypeVar("T")
@@ -37,21 +37,7 @@ def unshare_netns() -> None:
 
 def on_thread(func: Callable[[], T], name: str) -> T:
     """Call ``func`` on a short-lived thread of its own (free to change its namespace)."""
-    result: list[T] = []
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            result.append(func())
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-    return result[0]
+    return spawn(func, name).result()
 
 
 def _setns(fd: int, where: str) -> None:

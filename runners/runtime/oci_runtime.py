@@ -20,9 +20,9 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +32,7 @@ from runners.runtime import shim
 from runners.runtime.bundle import ContainerDir
 from runners.runtime.dirwatch import DirWatch
 from runners.runtime.supervisors import ForkServer, SupervisorLauncher
+from runners.threads import spawn
 
 _CONTAINER_ID = re.compile(r"^[\w+.-]{1,128}$")
 _GONE = ("does not exist", "not exist", "not running", "container not found", "no such")
@@ -178,8 +179,9 @@ class RuncRuntime:
         own while the supervisor is launched and the runtime creates the container. With
         a start gate in the bundle (:meth:`ContainerDir.make_gate`,
         :func:`~runners.runtime.spec.gate_hook`) the container's process waits until it
-        has returned; without one it runs before the runtime is launched. If it raises, the container ends without running its process and
-        the exception propagates (the stopped container is the caller's to delete).
+        has returned; without one it runs before the runtime is launched. If it raises,
+        the container ends without running its process and the exception propagates (the
+        stopped container is the caller's to delete).
 
         Raises :class:`SubprocessError` with the runtime's own error when it could not
         create the container.
@@ -198,7 +200,7 @@ class RuncRuntime:
             if gate is None and meanwhile is not None:
                 meanwhile()
             # with a gate, ``meanwhile`` overlaps the supervisor's launch too
-            side = _Meanwhile(meanwhile) if gate is not None and meanwhile else None
+            side = spawn(meanwhile, "start-meanwhile") if gate is not None and meanwhile else None
             try:
                 self.supervisors.launch(
                     bundle,
@@ -208,7 +210,7 @@ class RuncRuntime:
                 )
             except BaseException:
                 if side is not None:
-                    side.join()  # the caller's clean-up must not race it
+                    wait([side])  # the caller's clean-up must not race it
                 raise
             if gate is not None:
                 self._open_gate_after(container_id, bundle, gate, side)
@@ -240,7 +242,7 @@ class RuncRuntime:
         container_id: str,
         bundle: ContainerDir,
         gate: int,
-        side: _Meanwhile | None,
+        side: Future[None] | None,
     ) -> None:
         """Wait for ``side``, then let the container go on — or, if it raised, end it."""
         try:
@@ -378,30 +380,6 @@ class RuncRuntime:
                 if remaining <= 0:
                     return status
                 changes.wait(min(remaining, self.poll_interval))
-
-
-class _Meanwhile:
-    """``work`` on a thread of its own; :meth:`result` waits for it and re-raises."""
-
-    def __init__(self, work: Callable[[], None]) -> None:
-        self._work = work
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="start-meanwhile", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._work()
-        except BaseException as exc:
-            self._error = exc
-
-    def join(self) -> None:
-        self._thread.join()
-
-    def result(self) -> None:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
 
 
 def _open_gate(bundle: ContainerDir) -> int | None:
