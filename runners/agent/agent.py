@@ -208,8 +208,16 @@ class Agent:
         return True, self.view(instance_id)
 
     def _create(self, instance_id: str, spec: InstanceSpec, canonical: dict[str, Any]) -> None:
-        """Pull, prepare, attach, create and start; on failure remove what was made."""
+        """Pull, then prepare, attach, create and start."""
         digest = self._ensure_image(spec)
+        # the runtime's cgroup lock warms up while the network and the bundle are made
+        with self.containers.warming():
+            self._prepare_and_start(instance_id, spec, canonical, digest)
+
+    def _prepare_and_start(
+        self, instance_id: str, spec: InstanceSpec, canonical: dict[str, Any], digest: Digest
+    ) -> None:
+        """Prepare, attach, create and start; on failure remove what was made."""
         image = self.images.prepare(digest)
         attachment = self.network.attach(instance_id, spec.ports)
         try:

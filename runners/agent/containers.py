@@ -9,6 +9,7 @@ survive, as with ``docker restart``) after moving the previous exit record aside
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 from collections.abc import Callable
@@ -108,6 +109,10 @@ class HostContainers:
         bundle.write_config(config)
         mount_rootfs(image.lower_dirs, bundle.upper, bundle.work, bundle.rootfs)
         return bundle
+
+    def warming(self) -> contextlib.AbstractContextManager[None]:
+        """Held from a creation's first step: see :meth:`RuncRuntime.warming`."""
+        return self.runtime.warming()
 
     def start(
         self, instance_id: str, meanwhile: Callable[[], None] | None = None

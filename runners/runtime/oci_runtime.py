@@ -31,6 +31,7 @@ from runners.errors import RuntimeFailure, SubprocessError
 from runners.runtime import shim
 from runners.runtime.bundle import ContainerDir
 from runners.runtime.dirwatch import DirWatch
+from runners.runtime.migration import MigrationLockWarmer
 from runners.runtime.supervisors import ForkServer, SupervisorLauncher
 from runners.threads import spawn
 
@@ -156,6 +157,7 @@ class RuncRuntime:
         kill_timeout: float = 10.0,
         poll_interval: float = 0.01,
         supervisors: SupervisorLauncher | None = None,
+        warmer: MigrationLockWarmer | None = None,
     ) -> None:
         if max_log_bytes < 1:
             raise RuntimeFailure(f"max_log_bytes must be positive (got {max_log_bytes})")
@@ -166,6 +168,16 @@ class RuncRuntime:
         self.start_timeout = start_timeout
         self.kill_timeout = kill_timeout
         self.poll_interval = poll_interval
+        self.warmer = warmer or MigrationLockWarmer()
+
+    def warming(self) -> contextlib.AbstractContextManager[None]:
+        """Keep the kernel's cgroup migration lock warm for a start about to happen.
+
+        :meth:`start` does so itself; a caller with work to do before it (a network, a
+        root filesystem) begins earlier, so that the lock's first wait overlaps that
+        work (:mod:`runners.runtime.migration`).
+        """
+        return self.warmer.active()
 
     def start(
         self,
@@ -192,6 +204,15 @@ class RuncRuntime:
                 f"container {container_id}: {bundle.path} was already started; delete the"
                 " container and prepare a fresh directory to run it again"
             )
+        with self.warming():
+            return self._start(container_id, bundle, meanwhile)
+
+    def _start(
+        self,
+        container_id: str,
+        bundle: ContainerDir,
+        meanwhile: Callable[[], None] | None,
+    ) -> ContainerStatus:
         runtime_argv = self.commands.run(
             container_id, str(bundle.path), str(bundle.container_pid), str(bundle.runtime_log)
         )
