@@ -35,6 +35,7 @@ from types import FrameType
 
 from runners.runtime import hybrid
 from runners.runtime.bundle import ContainerDir, ExitRecord
+from runners.runtime.sealed import SealedCopy
 
 DEFAULT_MAX_LOG_BYTES = 10 << 20
 _CHUNK = 1 << 16
@@ -125,12 +126,16 @@ def supervise(
     ready: int,
     *,
     hide_unified_cgroup: bool = False,
+    executable: SealedCopy | None = None,
 ) -> int:
     """Run ``runtime`` to completion, logging its output and recording how it ended.
 
-    With ``hide_unified_cgroup`` the runtime starts in a private mount namespace without
-    the host's cgroup2 mount (crun on a hybrid-cgroup host); this process is
-    single-threaded, so doing that between fork and exec is safe.
+    With ``hide_unified_cgroup`` this process, and so the runtime, moves into a private
+    mount namespace without the host's cgroup2 mount (crun on a hybrid-cgroup host); it
+    is single-threaded, so that is safe, and done here rather than between fork and exec
+    the runtime is spawned without copying this process. ``executable`` is a sealed
+    copy of the runtime's binary to execute instead of the one on disk
+    (:mod:`runners.runtime.sealed`).
     """
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         # a Python handler, not SIG_IGN: ignored dispositions would be inherited through
@@ -147,13 +152,24 @@ def supervise(
         # a dead supervisor the agent sees): the starter need not wait for the exec
         report(ready, b"ok %d" % me)
         try:
-            proc = subprocess.Popen(
-                runtime,
-                stdin=subprocess.DEVNULL,
-                stdout=out_write,
-                stderr=err_write,
-                preexec_fn=hybrid.hide_unified_cgroup if hide_unified_cgroup else None,
-            )
+            if hide_unified_cgroup:
+                try:
+                    hybrid.hide_unified_cgroup()
+                except OSError as exc:
+                    raise OSError(f"hiding the host's cgroup2 mount from it: {exc}") from exc
+            entry = _entry(container, executable) if executable else None
+            try:
+                proc = subprocess.Popen(
+                    runtime,
+                    executable=str(entry or executable.path) if executable else None,
+                    pass_fds=(executable.fd,) if executable else (),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out_write,
+                    stderr=err_write,
+                )
+            finally:
+                if entry is not None:
+                    entry.unlink(missing_ok=True)  # the runtime runs: the name was for exec
         except (OSError, subprocess.SubprocessError) as exc:
             container.write_exit(ExitRecord(code=127, started=False, error=f"{runtime[0]}: {exc}"))
             return 0
@@ -167,6 +183,22 @@ def supervise(
         stderr.close()
     container.write_exit(ExitRecord(code=code, started=container.container_pid.exists()))
     return 0
+
+
+def _entry(container: ContainerDir, executable: SealedCopy) -> Path | None:
+    """A link in the container's directory that executes ``executable``, named like it.
+
+    Executed through ``/proc/self/fd/N`` the runtime would be called ``N`` in ``ps``
+    and ``pgrep crun`` would not find it. None when a file of that name is in the way.
+    """
+    link = container.path / os.path.basename(executable.source)
+    if link.is_symlink():  # left by a supervisor that died between link and exec
+        link.unlink()
+    try:
+        os.symlink(executable.path, link)
+    except OSError:
+        return None
+    return link
 
 
 def process_start_time(pid: int) -> int | None:

@@ -313,3 +313,21 @@ def test_a_start_gate_that_is_not_a_fifo_is_refused(no_leaks: None, gated: Conta
     with pytest.raises(RuntimeFailure, match="is not a FIFO"):
         gated.runtime.start(cid, bundle)
     assert not bundle.shim_pid.exists()
+
+
+def test_the_runtime_runs_from_the_sealed_copy_and_keeps_its_name(
+    no_leaks: None, gated: Containers
+) -> None:
+    # runc and crun copy themselves at every start unless they already run from a sealed
+    # memory file; the supervisor runs them from the fork server's copy
+    cid, bundle = gated.prepare("sealed", ("/bin/sleep", "30"))
+    gated.runtime.start(cid, bundle)
+    supervisor = int(bundle.shim_pid.read_text().split()[0])
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    assert len(children) == 1, children
+    name = gated.runtime.commands.binary
+    exe = os.readlink(f"/proc/{children[0]}/exe")
+    assert exe == f"/memfd:{name} (deleted)", "not the fork server's copy"
+    assert Path(f"/proc/{children[0]}/comm").read_text().strip() == name
+    assert not (bundle.path / name).exists(), "the name it was executed by is gone"
+    gated.runtime.stop(cid, bundle, timeout=5)
