@@ -101,9 +101,9 @@ class Berth:
         began = time.perf_counter()
         view = self.client.put_instance(instance, spec)
         running = time.perf_counter() - began
+        self.ids.append(instance)  # removed by clear() even when what follows fails
         assert view["state"] == "running", view
         answers("127.0.0.1", port)  # published on loopback too, as podman and docker do
-        self.ids.append(instance)
         return running, time.perf_counter() - began
 
     def clear(self) -> None:
@@ -146,8 +146,8 @@ class Podman:
         began = time.perf_counter()
         run(argv, env=self.env)
         running = time.perf_counter() - began
-        answers("127.0.0.1", port)
         self.names.append(name)
+        answers("127.0.0.1", port)
         return running, time.perf_counter() - began
 
     def clear(self) -> None:
@@ -205,8 +205,8 @@ class Docker:
         began = time.perf_counter()
         run(argv)
         running = time.perf_counter() - began
-        answers("127.0.0.1", port)
         self.names.append(name)
+        answers("127.0.0.1", port)
         return running, time.perf_counter() - began
 
     def clear(self) -> None:
