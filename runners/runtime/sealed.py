@@ -70,6 +70,10 @@ class SealedBinaries:
         self._copies[source] = fresh
         return fresh
 
+    def descriptors(self) -> list[int]:
+        """The descriptors of the copies held now (what a child forked now inherits)."""
+        return [copy.fd for copy in self._copies.values()]
+
     def close(self) -> None:
         for copy in self._copies.values():
             os.close(copy.fd)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -140,3 +141,83 @@ def test_a_reused_pid_is_not_taken_for_the_supervisor(tmp_path: Path) -> None:
     assert not shim.is_supervisor(bundle.shim_pid)
     bundle.shim_pid.write_text(f"{os.getpid()} {start}\n")
     assert shim.is_supervisor(bundle.shim_pid)
+
+
+def _spares(server: ForkServer) -> list[int]:
+    """Processes forked by the server that wait for a request (same command, own session,
+    stdio detached, no container's log yet)."""
+    helper = server.pid
+    assert helper is not None
+    command = Path(f"/proc/{helper}/cmdline").read_bytes()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == helper:
+            continue
+        try:
+            same = (entry / "cmdline").read_bytes() == command
+            if same and os.getsid(int(entry.name)) != os.getsid(helper):
+                found.append(int(entry.name))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    # a supervisor of a finished request has the same command line: keep the waiting one
+    return [pid for pid in found if _waits_on_a_pipe(pid)]
+
+
+def _waits_on_a_pipe(pid: int) -> bool:
+    try:
+        stdin = os.readlink(f"/proc/{pid}/fd/0")
+        return stdin == "/dev/null" and not Path(f"/proc/{pid}/fd/2").resolve().name.endswith(
+            ".log"
+        )
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def test_a_spare_supervisor_takes_the_next_request(tmp_path: Path, server: ForkServer) -> None:
+    first = _bundle(tmp_path, "first")
+    server.launch(first, ["sh", "-c", "exit 0"], 1 << 20)
+    wait_until(lambda: len(_spares(server)) == 1, timeout=30)
+    (spare,) = _spares(server)
+    second = _bundle(tmp_path, "second")
+    assert server.launch(second, ["sh", "-c", "echo spare; exit 5"], 1 << 20) == spare
+    assert _finished(second) == ExitRecord(code=5, started=False)
+    assert second.stdout_log.read_text() == "spare\n"
+    # and another one waits for the request after that
+    wait_until(lambda: _spares(server) not in ([], [spare]), timeout=30)
+
+
+def test_a_spare_that_died_waiting_is_replaced(tmp_path: Path, server: ForkServer) -> None:
+    server.launch(_bundle(tmp_path, "first"), ["true"], 1 << 20)
+    wait_until(lambda: len(_spares(server)) == 1, timeout=30)
+    (spare,) = _spares(server)
+    os.kill(spare, signal.SIGKILL)
+    bundle = _bundle(tmp_path, "second")
+    assert server.launch(bundle, ["sh", "-c", "exit 7"], 1 << 20) != spare
+    assert _finished(bundle).code == 7
+
+
+def test_a_spare_leaves_with_the_server(tmp_path: Path, server: ForkServer) -> None:
+    server.launch(_bundle(tmp_path), ["true"], 1 << 20)
+    wait_until(lambda: len(_spares(server)) == 1, timeout=30)
+    (spare,) = _spares(server)
+    server.close()
+    wait_until(lambda: not Path(f"/proc/{spare}").exists(), timeout=30)
+
+
+def test_a_renewed_runtime_binary_is_not_run_by_an_older_spare(
+    tmp_path: Path, server: ForkServer
+) -> None:
+    # the spare was forked before the copy of the changed binary was made: it cannot
+    # execute it, so the request is served by a supervisor forked for it
+    runtime = tmp_path / "runtime"
+    shutil.copy2(str(shutil.which("sh")), runtime)
+    server.launch(_bundle(tmp_path, "first"), [str(runtime), "-c", "exit 0"], 1 << 20)
+    wait_until(lambda: len(_spares(server)) == 1, timeout=30)
+    (spare,) = _spares(server)
+    with runtime.open("ab") as upgraded:
+        upgraded.write(b"\0" * 64)
+    bundle = _bundle(tmp_path, "second")
+    assert server.launch(bundle, [str(runtime), "-c", "echo new; exit 3"], 1 << 20) != spare
+    assert _finished(bundle).code == 3
+    assert bundle.stdout_log.read_text() == "new\n"
+    wait_until(lambda: not Path(f"/proc/{spare}").exists(), timeout=30)
