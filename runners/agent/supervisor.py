@@ -22,6 +22,7 @@ from runners.errors import RunnerError
 from runners.runtime.oci_runtime import ContainerState
 
 _log = logging.getLogger(__name__)
+SETTLE = 0.05  # seconds between a request's change and the tick that observes it
 
 
 class Supervisor:
@@ -48,7 +49,10 @@ class Supervisor:
     def _run(self) -> None:
         wait = 0.0
         while not self._stop.is_set():
-            self.agent.changed.wait(wait)
+            if self.agent.changed.wait(wait):
+                # a request changed something and is still answering: observing every
+                # instance now would compete with it; a burst of requests is one tick
+                self._stop.wait(SETTLE)
             self.agent.changed.clear()
             try:
                 wait = min(self.interval, max(0.01, self.tick() - time.monotonic()))
