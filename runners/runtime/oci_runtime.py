@@ -169,6 +169,7 @@ class RuncRuntime:
         self.kill_timeout = kill_timeout
         self.poll_interval = poll_interval
         self.warmer = warmer or MigrationLockWarmer()
+        self._cgroup_paths = _CgroupPaths()
 
     def warming(self) -> contextlib.AbstractContextManager[None]:
         """Keep the kernel's cgroup migration lock warm for a start about to happen.
@@ -293,7 +294,7 @@ class RuncRuntime:
                 container_id, ContainerState.STOPPED, exit_code=record.code, started=record.started
             )
         pid = _read_pid(bundle.container_pid)
-        if pid is not None and _is_container_process(pid, bundle):
+        if pid is not None and _is_container_process(pid, self._cgroup_paths.of(bundle)):
             return ContainerStatus(container_id, ContainerState.RUNNING, pid=pid, started=True)
         if shim.is_supervisor(bundle.shim_pid):
             state = ContainerState.CREATING if pid is None else ContainerState.STOPPING
@@ -356,6 +357,7 @@ class RuncRuntime:
         The container directory and its root filesystem mount are the caller's to remove.
         """
         _check_id(container_id)
+        self._cgroup_paths.forget(bundle)
         argv = self.commands.delete(container_id)
         result = subprocess.run(argv, capture_output=True, text=True, check=False)
         if result.returncode != 0 and not _is_gone(result.stderr):
@@ -445,15 +447,42 @@ def _proc_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
-def _is_container_process(pid: int, bundle: ContainerDir) -> bool:
+class _CgroupPaths:
+    """The ``cgroupsPath`` of each container's ``config.json``, read once per file version.
+
+    Every observation of a running container checks its cgroup, and the supervisor
+    observes every container each tick: parsing each config every time was most of it.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[Path, tuple[tuple[int, int, int], str]] = {}
+
+    def of(self, bundle: ContainerDir) -> str | None:
+        try:
+            info = os.stat(bundle.config)
+            version = (info.st_ino, info.st_mtime_ns, info.st_size)
+            known = self._known.get(bundle.config)
+            if known is not None and known[0] == version:
+                return known[1]
+            path = str(bundle.read_config()["linux"]["cgroupsPath"])
+        except (FileNotFoundError, KeyError, TypeError, ValueError):
+            self._known.pop(bundle.config, None)
+            return None
+        self._known[bundle.config] = (version, path)
+        return path
+
+    def forget(self, bundle: ContainerDir) -> None:
+        self._known.pop(bundle.config, None)
+
+
+def _is_container_process(pid: int, cgroups_path: str | None) -> bool:
     # A pid from a file may have been reused by an unrelated process; the container's
     # own process sits in the cgroup the spec named.
-    if not _proc_alive(pid):
+    if cgroups_path is None or not _proc_alive(pid):
         return False
     try:
-        cgroups_path = str(bundle.read_config()["linux"]["cgroupsPath"])
         membership = Path(f"/proc/{pid}/cgroup").read_text()
-    except (FileNotFoundError, KeyError, ProcessLookupError):
+    except (FileNotFoundError, ProcessLookupError):
         return False
     wanted = cgroups_path if cgroups_path.startswith("/") else f"/{cgroups_path}"
     return any(line.rsplit(":", 1)[-1].endswith(wanted) for line in membership.splitlines())
