@@ -126,7 +126,9 @@ class Spare:
 
     requests: int  # write end: the request goes here
     ready: int  # read end: "ok PID" (or what went wrong) comes back, then end of file
-    copies: frozenset[int]  # the sealed copies it inherited, by descriptor
+    # the sealed copies it inherited: descriptor and the binary's identity (a descriptor
+    # number alone may since have been reused for another copy)
+    copies: frozenset[tuple[int, tuple[int, int, int, int]]]
 
 
 class Forker:
@@ -146,7 +148,8 @@ class Forker:
             launch = replace(launch, executable=self.binaries.copy_of(launch.argv[0]))
         spare, self.spare = self.spare, None
         if spare is not None:
-            if launch.executable is None or launch.executable.fd in spare.copies:
+            copy = launch.executable
+            if copy is None or (copy.fd, copy.identity) in spare.copies:
                 try:
                     _write_all(spare.requests, launch.to_spare())
                 except OSError:
@@ -176,7 +179,7 @@ class Forker:
         os.close(requests_read)
         os.close(ready_write)
         os.waitpid(child, 0)
-        copies = frozenset(self.binaries.descriptors()) if self.binaries else frozenset()
+        copies = frozenset(self.binaries.held()) if self.binaries else frozenset()
         self.spare = Spare(requests_write, ready_read, copies)
 
     def close(self) -> None:
@@ -200,11 +203,6 @@ class Forker:
         os.close(ready_write)
         os.waitpid(child, 0)
         return _reply(ready_read)
-
-
-def handle(line: bytes, binaries: SealedBinaries | None = None) -> dict[str, Any]:
-    """Fork one supervisor for the request ``line`` (no spare); its pid or an error."""
-    return Forker(binaries).handle(line)
 
 
 def _reply(ready: int) -> dict[str, Any]:

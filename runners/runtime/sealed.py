@@ -70,9 +70,9 @@ class SealedBinaries:
         self._copies[source] = fresh
         return fresh
 
-    def descriptors(self) -> list[int]:
-        """The descriptors of the copies held now (what a child forked now inherits)."""
-        return [copy.fd for copy in self._copies.values()]
+    def held(self) -> list[tuple[int, tuple[int, int, int, int]]]:
+        """Descriptor and identity of each copy held now (what a child forked now has)."""
+        return [(copy.fd, copy.identity) for copy in self._copies.values()]
 
     def close(self) -> None:
         for copy in self._copies.values():
