@@ -357,7 +357,13 @@ class RuncRuntime:
         The container directory and its root filesystem mount are the caller's to remove.
         """
         _check_id(container_id)
-        self._cgroup_paths.forget(bundle)
+        try:
+            self._delete(container_id, bundle)
+        finally:
+            # last: the waits in _delete observe it (and so remember its config)
+            self._cgroup_paths.forget(bundle)
+
+    def _delete(self, container_id: str, bundle: ContainerDir) -> None:
         argv = self.commands.delete(container_id)
         result = subprocess.run(argv, capture_output=True, text=True, check=False)
         if result.returncode != 0 and not _is_gone(result.stderr):
