@@ -10,6 +10,7 @@ makes its own bridge from its options and writes that file.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import wait
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from runners.agent.errors import Conflict
 from runners.agent.model import PortMapping
 from runners.agent.networking import Attachment
 from runners.errors import NetworkError
+from runners.threads import spawn
 
 DEFAULT_SUBNET = "10.88.0.0/24"
 HOST_FILE = "host.json"
@@ -67,11 +69,20 @@ class BridgeNetwork:
 
     def attach(self, instance_id: str, ports: Sequence[PortMapping]) -> Attachment:
         name = self._netns_name(instance_id)
-        path = net.create_container_netns(name)
+        # the namespace is made on a thread while the address is allocated here
+        made = spawn(lambda: net.create_container_netns(name), f"netns-attach:{name}")
         try:
             address = self.ipam.allocate(instance_id)
         except BaseException:
-            self._undo(instance_id, name, ())
+            wait([made])  # the clean-up must not race its creation
+            if made.exception() is None:
+                self._undo(instance_id, name, ())
+            raise
+        try:
+            path = made.result()
+        except BaseException:
+            # a namespace that could not be made (or was there already) is not ours
+            self.ipam.release(instance_id)
             raise
         return Attachment(netns=path, address=str(address), gateway=str(self.host.gateway.ip))
 

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from runners import network as net
 from tests.agent.conftest import RunningAgent, host_traces
 
 pytestmark = pytest.mark.privileged
@@ -153,3 +154,18 @@ def test_tcp_needs_the_token(
         assert ok.status_code == 200
         assert ok.json()["host"] == shared_agent.name
     assert host_traces(shared_agent) == before
+
+
+def test_a_namespace_in_the_way_is_left_alone_and_its_address_given_back(
+    shared_agent: RunningAgent, api: httpx.Client, busybox_ref: str
+) -> None:
+    # the namespace is made while the address is allocated; when it cannot be made (a
+    # leftover of the same name here), the address is released and the leftover kept
+    name = net.container_netns_name(f"berth-{shared_agent.name}", "bad-one")
+    net.create_netns(name)
+    try:
+        message = _refused(shared_agent, api, 500, {"image": busybox_ref, "command": ["true"]})
+        assert "already exists" in message
+        assert net.netns_exists(name)
+    finally:
+        net.remove_netns(name)
