@@ -137,7 +137,7 @@ class ContainerDir:
 
     def write_config(self, config: dict[str, Any]) -> None:
         # compact: only then does json encode in C (the indented form costs ~2 ms a start)
-        _write_atomic(self.config, json.dumps(config, sort_keys=True) + "\n", 0o600)
+        _write_new(self.config, json.dumps(config, sort_keys=True) + "\n", 0o600)
 
     def read_config(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(self.config.read_text())
@@ -145,9 +145,9 @@ class ContainerDir:
 
     def write_etc(self, *, hostname: str, hosts: str, resolv_conf: str) -> None:
         """The container's ``/etc/hostname``, ``/etc/hosts`` and ``/etc/resolv.conf``."""
-        _write_atomic(self.etc / "hostname", hostname.rstrip("\n") + "\n", 0o644)
-        _write_atomic(self.etc / "hosts", hosts, 0o644)
-        _write_atomic(self.etc / "resolv.conf", resolv_conf, 0o644)
+        _write_new(self.etc / "hostname", hostname.rstrip("\n") + "\n", 0o644)
+        _write_new(self.etc / "hosts", hosts, 0o644)
+        _write_new(self.etc / "resolv.conf", resolv_conf, 0o644)
 
     def write_exit(self, record: ExitRecord) -> None:
         data = {"exit_code": record.code, "started": record.started, "error": record.error}
@@ -180,6 +180,23 @@ def default_hosts(hostname: str) -> str:
     return (
         f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
     )
+
+
+def _write_new(path: Path, text: str, mode: int) -> None:
+    """Write a file of a directory being prepared, which nobody reads yet.
+
+    No staged copy and rename (two fewer metadata changes, which this disk makes slow):
+    a directory left half-written by a dead agent has no record and is removed whole at
+    the next start. A file that is there already is replaced atomically instead.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    except FileExistsError:
+        _write_atomic(path, text, mode)
+        return
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        os.fchmod(fd, mode)  # whatever the umask took away
+        handle.write(text)
 
 
 def _write_atomic(path: Path, text: str, mode: int) -> None:

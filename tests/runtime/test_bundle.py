@@ -1,4 +1,4 @@
-"""A container's directory: layout, atomic state files, refusal to reuse or remove early."""
+"""A container's directory: layout, its files and modes, refusal to reuse or remove early."""
 
 from __future__ import annotations
 
@@ -42,7 +42,30 @@ def test_config_and_etc_files(tmp_path: Path) -> None:
     assert (bundle.etc / "hostname").read_text() == "web-1\n"
     assert "127.0.1.1\tweb-1\n" in (bundle.etc / "hosts").read_text()
     assert stat.S_IMODE((bundle.etc / "resolv.conf").stat().st_mode) == 0o644
-    # atomic writes leave no staging files behind
+    # no staging files behind
+    assert sorted(os.listdir(bundle.etc)) == ["hostname", "hosts", "resolv.conf"]
+
+
+def test_files_keep_their_modes_under_any_umask_and_can_be_written_again(
+    tmp_path: Path,
+) -> None:
+    bundle = ContainerDir(tmp_path / "c1")
+    bundle.create()
+    old = os.umask(0o077)  # a strict umask would hide /etc/hosts from the container's root
+    try:
+        bundle.write_etc(hostname="a", hosts="h1\n", resolv_conf="r1\n")
+        bundle.write_config({"n": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((bundle.etc / "hosts").stat().st_mode) == 0o644
+    assert stat.S_IMODE(bundle.config.stat().st_mode) == 0o600
+    first = (bundle.etc / "hosts").stat().st_ino
+    # written again: replaced whole (a new file), never rewritten in place
+    bundle.write_etc(hostname="b", hosts="h2\n", resolv_conf="r2\n")
+    bundle.write_config({"n": 2})
+    assert (bundle.etc / "hosts").read_text() == "h2\n"
+    assert (bundle.etc / "hosts").stat().st_ino != first
+    assert bundle.read_config() == {"n": 2}
     assert sorted(os.listdir(bundle.etc)) == ["hostname", "hosts", "resolv.conf"]
 
 
