@@ -236,6 +236,11 @@ def runtime_spec(
     return config
 
 
+GATE_SCRIPT = (
+    'read -r word < "$1"; got=$?; while read -r _; do :; done; [ "$got" = 0 ] && [ "$word" = go ]'
+)
+
+
 def gate_hook(fifo: str, timeout: int = GATE_TIMEOUT) -> dict[str, Any]:
     """A ``createRuntime`` hook holding the container until ``go`` is written to ``fifo``.
 
@@ -243,10 +248,15 @@ def gate_hook(fifo: str, timeout: int = GATE_TIMEOUT) -> dict[str, Any]:
     executed, so whatever the starter does meanwhile (connecting the network namespace)
     is done before the container's first instruction. Any other word, end of file (the
     starter died) or the timeout fails the hook, and with it the start.
+
+    The hook reads its standard input (the container's state) to the end before it
+    exits: crun writes the state after forking the hook, and a hook already gone by then
+    (``go`` was waiting in the FIFO) killed crun with SIGPIPE, about one start in a few
+    hundred.
     """
     return {
         "path": "/bin/sh",
-        "args": ["sh", "-c", 'read -r word < "$1" && [ "$word" = go ]', "berth-start-gate", fifo],
+        "args": ["sh", "-c", GATE_SCRIPT, "berth-start-gate", fifo],
         "timeout": timeout,
     }
 

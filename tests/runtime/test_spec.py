@@ -10,6 +10,7 @@ import pytest
 from runners.runtime.spec import (
     DEFAULT_CAPABILITIES,
     DEFAULT_PATH,
+    GATE_SCRIPT,
     BindMount,
     EtcFiles,
     HostLimits,
@@ -61,7 +62,10 @@ def test_a_start_gate_is_a_create_runtime_hook_reading_its_fifo() -> None:
                 "args": [
                     "sh",
                     "-c",
-                    'read -r word < "$1" && [ "$word" = go ]',
+                    (
+                        'read -r word < "$1"; got=$?; while read -r _; do :; done;'
+                        ' [ "$got" = 0 ] && [ "$word" = go ]'
+                    ),
                     "berth-start-gate",
                     "/c/web-1/start.gate",
                 ],
@@ -72,7 +76,7 @@ def test_a_start_gate_is_a_create_runtime_hook_reading_its_fifo() -> None:
     # the path is an argument, never part of the script: no quoting can break out
     odd = spec(InstanceSpec(name="web-1", rootfs="/r", start_gate='/c/"; reboot; "/gate'))
     assert odd["hooks"]["createRuntime"][0]["args"][2:] == [
-        'read -r word < "$1" && [ "$word" = go ]',
+        GATE_SCRIPT,
         "berth-start-gate",
         '/c/"; reboot; "/gate',
     ]
