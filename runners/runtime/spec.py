@@ -28,7 +28,6 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_NOFILE = 1_048_576
 CPU_PERIOD = 100_000
 CGROUP_PARENT = "/berth"
-GATE_TIMEOUT = 60  # seconds a container may wait at its start gate (the start gives up at 30)
 
 DEFAULT_CAPABILITIES = (
     "CAP_CHOWN",
@@ -241,23 +240,25 @@ GATE_SCRIPT = (
 )
 
 
-def gate_hook(fifo: str, timeout: int = GATE_TIMEOUT) -> dict[str, Any]:
+def gate_hook(fifo: str) -> dict[str, Any]:
     """A ``createRuntime`` hook holding the container until ``go`` is written to ``fifo``.
 
     The runtime runs it once the container's namespaces exist and before the process is
     executed, so whatever the starter does meanwhile (connecting the network namespace)
-    is done before the container's first instruction. Any other word, end of file (the
-    starter died) or the timeout fails the hook, and with it the start.
+    is done before the container's first instruction. Any other word, or end of file
+    (the starter closed the gate or died), fails the hook, and with it the start.
 
     The hook reads its standard input (the container's state) to the end before it
     exits: crun writes the state after forking the hook, and a hook already gone by then
     (``go`` was waiting in the FIFO) killed crun with SIGPIPE, about one start in a few
-    hundred.
+    hundred. It has no ``timeout``: crun 1.8 waits for a hook with one by
+    ``sigtimedwait`` and sometimes missed the exit of a hook that ended at once, waiting
+    the whole timeout; without one it simply waits for the process. The gate cannot hang
+    for good anyway: the starter closes it when its own start timeout passes.
     """
     return {
         "path": "/bin/sh",
         "args": ["sh", "-c", GATE_SCRIPT, "berth-start-gate", fifo],
-        "timeout": timeout,
     }
 
 

@@ -69,7 +69,6 @@ def test_a_start_gate_is_a_create_runtime_hook_reading_its_fifo() -> None:
                     "berth-start-gate",
                     "/c/web-1/start.gate",
                 ],
-                "timeout": 60,
             }
         ]
     }
