@@ -39,7 +39,7 @@ from runners.oci.client import RegistryClient
 from runners.oci.layout import OCILayout
 from runners.oci.reference import Reference
 from runners.runtime import hybrid
-from runners.runtime.host import is_hybrid_cgroup_host
+from runners.runtime.host import is_hybrid_cgroup_host, remove_cgroup_tree, remove_empty_cgroup
 from tests.bench.common import Samples, compile_bytecode, print_table, rss_kib, run
 from tests.helpers.ociimage import write_oci_layout
 from tests.helpers.procs import free_port, wait_for_port, wait_until
@@ -118,9 +118,11 @@ class Berth:
         self.proc.wait(timeout=30)
         with contextlib.suppress(Exception):
             net.teardown_host_network(net.load_host_network(self.root / "data" / "host.json"))
-        for controller in Path("/sys/fs/cgroup").iterdir():
-            with contextlib.suppress(OSError):
-                (controller / "berth" / self.host_name).rmdir()
+        # the last containers' cgroups empty a moment after their processes are gone
+        deadline = time.monotonic() + 10
+        while remove_cgroup_tree(f"berth/{self.host_name}") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        remove_empty_cgroup("berth")
 
 
 class Podman:
