@@ -85,7 +85,10 @@ class Launch:
     @classmethod
     def parse(cls, line: bytes) -> Launch:
         """The request ``line``; ValueError, KeyError or TypeError when it is not one."""
-        request = json.loads(line)
+        return cls._from_request(json.loads(line))
+
+    @classmethod
+    def _from_request(cls, request: dict[str, Any]) -> Launch:
         launch = cls(
             container=ContainerDir(Path(request["dir"])),
             argv=[str(arg) for arg in request["argv"]],
@@ -112,8 +115,9 @@ class Launch:
 
     @classmethod
     def from_server(cls, line: bytes) -> Launch:
-        launch = cls.parse(line)
-        copy = json.loads(line)["executable"]
+        request = json.loads(line)
+        launch = cls._from_request(request)
+        copy = request["executable"]
         if copy is None:
             return launch
         fd, source, identity = copy

@@ -156,7 +156,11 @@ def supervise(
                 try:
                     hybrid.hide_unified_cgroup()
                 except OSError as exc:
-                    raise OSError(f"hiding the host's cgroup2 mount from it: {exc}") from exc
+                    raise OSError(
+                        f"hiding the host's cgroup2 mount from it: {exc}; crun on a"
+                        " hybrid-cgroup host needs an agent allowed to make mount"
+                        " namespaces (root), or start the agent with --runtime runc"
+                    ) from exc
             entry = _entry(container, executable) if executable else None
             try:
                 proc = subprocess.Popen(
