@@ -68,6 +68,8 @@ class AgentConfig:
     registry: RegistryClient
     id_mapping: IdMapping | None = DEFAULT_ID_MAPPING
     labels: dict[str, str] = field(default_factory=dict)
+    # run-time state (:mod:`runners.agent.rundir`); None: kept under ``data`` with the rest
+    run: Path | None = None
 
 
 @dataclass
@@ -129,13 +131,20 @@ class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.data = config.data
-        for directory in (self.data, self.data / "containers"):
+        run_root = None if config.run is None else config.run / "containers"
+        for directory in (self.data, self.data / "containers", run_root):
+            if directory is None:
+                continue
             directory.mkdir(parents=True, exist_ok=True)
             # a user-namespaced container's root must traverse down to its rootfs
             os.chmod(directory, 0o711)  # noqa: S103
         self.records = RecordStore(self.data / "instances")
         self.containers = HostContainers(
-            self.data / "containers", config.runtime, config.id_mapping, config.host_name
+            self.data / "containers",
+            config.runtime,
+            config.id_mapping,
+            config.host_name,
+            run_root=run_root,
         )
         mapping = config.id_mapping
         options = UnpackOptions(
@@ -231,14 +240,16 @@ class Agent:
                 run_started=time.monotonic(),
                 labels=dict(spec.labels),
             )
-            # written before the start: an agent killed now adopts, not orphans, it
-            self.records.put(record)
-            # the network is connected while the runtime creates the container; the
-            # container's process waits for it at the start gate
-            self.containers.start(
-                instance_id,
-                lambda: self.network.connect(instance_id, attachment, spec.ports),
-            )
+
+            def connect() -> None:
+                self.network.connect(instance_id, attachment, spec.ports)
+                # written before the process runs: an agent killed from now on adopts,
+                # not orphans, it (before, the gate's end of file fails the start)
+                self.records.put(record)
+
+            # the network is connected and the record written while the runtime creates
+            # the container; the container's process waits for both at the start gate
+            self.containers.start(instance_id, connect)
         except BaseException as exc:
             try:
                 self._teardown(instance_id)

@@ -1,7 +1,8 @@
 """One instance's container on this host: prepare its directory, start, restart, remove.
 
-``<data>/containers/<id>/`` is the container's :class:`~runners.runtime.bundle.ContainerDir`;
-the container id given to the runtime is the instance id, and its cgroup is
+``<data>/containers/<id>/`` is the container's :class:`~runners.runtime.bundle.ContainerDir`
+(its layer directory; the state directory is ``<run>/containers/<id>/`` on the agent's
+tmpfs, :mod:`runners.agent.rundir`); the container id given to the runtime is the instance id, and its cgroup is
 ``/berth/<host name>/<id>`` so that several agents on one machine (a simulated cluster)
 never share one. A restart reuses the directory (the copy-on-write layer and the logs
 survive, as with ``docker restart``) after moving the previous exit record aside.
@@ -13,6 +14,7 @@ import contextlib
 import signal
 import subprocess
 from collections.abc import Callable
+from concurrent.futures import wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,7 @@ from runners.runtime.spec import (
     runtime_spec,
 )
 from runners.runtime.spec import InstanceSpec as RuntimeInstance
+from runners.threads import spawn
 
 
 @dataclass(frozen=True)
@@ -50,35 +53,70 @@ def exec_command(pid: int, argv: list[str]) -> list[str]:
 
 
 class HostContainers:
-    """The containers of one agent, each in ``root/<instance id>``."""
+    """The containers of one agent, each in ``root/<instance id>`` and ``run_root/<id>``."""
 
     def __init__(
-        self, root: Path, runtime: RuncRuntime, id_mapping: IdMapping | None, host_name: str
+        self,
+        root: Path,
+        runtime: RuncRuntime,
+        id_mapping: IdMapping | None,
+        host_name: str,
+        run_root: Path | None = None,
     ) -> None:
         self.root = root
+        self.run_root = run_root
         self.runtime = runtime
         self.id_mapping = id_mapping
         self.host_name = host_name
         self.limits = host_limits()
 
     def bundle(self, instance_id: str) -> ContainerDir:
-        return ContainerDir(self.root / instance_id)
+        run = None if self.run_root is None else self.run_root / instance_id
+        return ContainerDir(self.root / instance_id, run)
 
     def cgroups_path(self, instance_id: str) -> str:
         return f"{CGROUP_PARENT}/{self.host_name}/{instance_id}"
 
     def ids(self) -> list[str]:
-        """Every container directory present (adopted or orphaned)."""
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        """Every container with a directory present (adopted or orphaned)."""
+        found: set[str] = set()
+        for root in (self.root, self.run_root):
+            if root is not None and root.is_dir():
+                found.update(p.name for p in root.iterdir() if p.is_dir())
+        return sorted(found)
 
     def create(
         self, instance_id: str, spec: InstanceSpec, image: PreparedImage, network: Attachment
     ) -> ContainerDir:
-        """Prepare the container's directory, root filesystem and ``config.json``."""
+        """Prepare the container's directories, root filesystem and ``config.json``.
+
+        The layer directory (on disk, the slow part) is made on a thread meanwhile the
+        state directory is written and the runtime spec computed.
+        """
         bundle = self.bundle(instance_id)
-        bundle.create(self.id_mapping)
+        if bundle.run is None:
+            bundle.create(self.id_mapping)
+            self._write_state(bundle, instance_id, spec, image, network)
+        else:
+            layer = spawn(lambda: bundle.create_layer(self.id_mapping), f"layer:{instance_id}")
+            try:
+                bundle.create_state()
+                self._write_state(bundle, instance_id, spec, image, network)
+            except BaseException:
+                wait([layer])  # whoever removes what was made must not race it
+                raise
+            layer.result()
+        mount_rootfs(image.lower_dirs, bundle.upper, bundle.work, bundle.rootfs)
+        return bundle
+
+    def _write_state(
+        self,
+        bundle: ContainerDir,
+        instance_id: str,
+        spec: InstanceSpec,
+        image: PreparedImage,
+        network: Attachment,
+    ) -> None:
         hosts = default_hosts(instance_id)
         if network.address:
             hosts += f"{network.address}\t{instance_id}\n"
@@ -107,8 +145,6 @@ class HostContainers:
             instance, image.config.run, self.limits, passwd=image.passwd, group=image.group
         )
         bundle.write_config(config)
-        mount_rootfs(image.lower_dirs, bundle.upper, bundle.work, bundle.rootfs)
-        return bundle
 
     def warming(self) -> contextlib.AbstractContextManager[None]:
         """Held from a creation's first step: see :meth:`RuncRuntime.warming`."""
@@ -151,7 +187,7 @@ class HostContainers:
     def remove(self, instance_id: str) -> None:
         """Delete the container, unmount its root filesystem and remove its directory."""
         bundle = self.bundle(instance_id)
-        if not bundle.path.exists():
+        if not bundle.exists():
             return
         if bundle.shim_pid.exists():
             self.runtime.delete(instance_id, bundle)

@@ -18,6 +18,7 @@ from runners.agent.agent import Agent, AgentConfig
 from runners.agent.app import build_app
 from runners.agent.errors import BadSpec
 from runners.agent.networking import InstanceNetwork, IsolatedNetwork
+from runners.agent.rundir import prepare_run_dir, release_run_dir
 from runners.agent.server import Listener, serve
 from runners.agent.supervisor import Supervisor
 from runners.oci.client import RegistryClient, RegistryOptions
@@ -117,14 +118,20 @@ def resolve_runtime(choice: str, which: Callable[[str], str | None] = shutil.whi
     return "crun" if which("crun") else "runc"
 
 
+def run_dir(data: Path) -> Path:
+    """Where the agent keeps run-time state: a tmpfs it mounts (:mod:`runners.agent.rundir`)."""
+    return data / "run"
+
+
 def build_agent(options: AgentOptions) -> Agent:
     host_name = options.host_name or _cluster_host_name(options.data) or socket.gethostname()
     runtime = resolve_runtime(options.runtime)
+    run = run_dir(options.data)
     if runtime == "runc":
-        commands = RuntimeCommands(root=str(options.data / "runc"))
+        commands = RuntimeCommands(root=str(run / "runtime"))
     elif runtime == "crun":
         commands = RuntimeCommands.crun(
-            str(options.data / "runc"), hybrid_cgroups=is_hybrid_cgroup_host()
+            str(run / "runtime"), hybrid_cgroups=is_hybrid_cgroup_host()
         )
     else:
         raise BadSpec(f"--runtime {options.runtime!r}: use auto, runc or crun")
@@ -132,6 +139,7 @@ def build_agent(options: AgentOptions) -> Agent:
         RegistryOptions(insecure_hosts=frozenset(options.insecure_registries))
     )
     options.data.mkdir(parents=True, exist_ok=True)
+    prepare_run_dir(run)
     config = AgentConfig(
         data=options.data,
         host_name=host_name,
@@ -140,6 +148,7 @@ def build_agent(options: AgentOptions) -> Agent:
         registry=registry,
         id_mapping=parse_id_shift(options.id_shift),
         labels=options.labels,
+        run=run,
     )
     return Agent(config)
 
@@ -184,3 +193,5 @@ def run_agent(options: AgentOptions) -> None:
     finally:
         runtime.close()
         agent.config.registry.close()
+        if agent.config.run is not None:
+            release_run_dir(agent.config.run)

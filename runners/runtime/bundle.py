@@ -1,15 +1,19 @@
-"""A container's directory on the host: OCI bundle, copy-on-write layer, logs, exit status.
+"""A container's directories on the host: OCI bundle, copy-on-write layer, logs, exit status.
 
-One directory per container holds everything berth knows about it, so an agent that
-restarts finds its containers again by listing directories::
+What a container needs across a reboot is kept apart from what only matters while the
+host is up (as podman keeps its graphroot and runroot apart): the *layer directory* is on
+disk, the *state directory* belongs on a tmpfs, where a start writes its files without
+waiting on a journal. An agent that restarts finds its containers again by listing
+both. Given one directory, everything is in it::
 
-    <containers>/<id>/
-        config.json        the OCI runtime spec (its root.path is rootfs/)
-        rootfs/            the overlay mount point
+    <layer dir>/           on disk (``path``)
         upper/  work/      the container's copy-on-write layer and overlayfs's scratch dir
-        etc/               hosts, hostname and resolv.conf, bind-mounted into the container
         stdout.log         the container's output (rotated to stdout.log.1 at a size cap)
         stderr.log
+    <state dir>/           on a tmpfs (``state``; the layer dir itself when none is given)
+        config.json        the OCI runtime spec (its root.path is rootfs/)
+        rootfs/            the overlay mount point
+        etc/               hosts, hostname and resolv.conf, bind-mounted into the container
         runtime.log        the OCI runtime's own messages (JSON lines)
         shim.pid  shim.log the supervisor's pid and its own diagnostics
         container.pid      the container's init pid, written by the runtime
@@ -31,6 +35,8 @@ from runners.errors import RuntimeFailure
 from runners.runtime.rootfs import mounted_at
 from runners.runtime.spec import EtcFiles, IdMapping
 
+LOG_MODE = 0o640  # the container's output: root and its group only
+
 
 @dataclass(frozen=True)
 class ExitRecord:
@@ -43,17 +49,26 @@ class ExitRecord:
 
 @dataclass(frozen=True)
 class ContainerDir:
-    """The paths of one container's directory (see the module docstring)."""
+    """The paths of one container's directories (see the module docstring).
+
+    ``path`` is the layer directory; ``run`` the state directory, ``None`` for the same
+    directory (``state`` is the one in use).
+    """
 
     path: Path
+    run: Path | None = None
+
+    @property
+    def state(self) -> Path:
+        return self.run or self.path
 
     @property
     def config(self) -> Path:
-        return self.path / "config.json"
+        return self.state / "config.json"
 
     @property
     def rootfs(self) -> Path:
-        return self.path / "rootfs"
+        return self.state / "rootfs"
 
     @property
     def upper(self) -> Path:
@@ -65,7 +80,7 @@ class ContainerDir:
 
     @property
     def etc(self) -> Path:
-        return self.path / "etc"
+        return self.state / "etc"
 
     @property
     def stdout_log(self) -> Path:
@@ -77,27 +92,27 @@ class ContainerDir:
 
     @property
     def runtime_log(self) -> Path:
-        return self.path / "runtime.log"
+        return self.state / "runtime.log"
 
     @property
     def shim_pid(self) -> Path:
-        return self.path / "shim.pid"
+        return self.state / "shim.pid"
 
     @property
     def shim_log(self) -> Path:
-        return self.path / "shim.log"
+        return self.state / "shim.log"
 
     @property
     def container_pid(self) -> Path:
-        return self.path / "container.pid"
+        return self.state / "container.pid"
 
     @property
     def exit_file(self) -> Path:
-        return self.path / "exit.json"
+        return self.state / "exit.json"
 
     @property
     def gate(self) -> Path:
-        return self.path / "start.gate"
+        return self.state / "start.gate"
 
     def make_gate(self) -> str:
         """Create the start gate FIFO (root's only); its path, for the runtime spec."""
@@ -111,29 +126,44 @@ class ContainerDir:
             resolv_conf=str(self.etc / "resolv.conf"),
         )
 
-    def create(self, id_mapping: IdMapping | None = None) -> None:
-        """Make the directory tree; with an id mapping, the upper dir belongs to container root.
+    def exists(self) -> bool:
+        """True while either directory is there (a creation cut short may leave one)."""
+        return self.path.is_dir() or self.state.is_dir()
 
-        The container directory is searchable by everyone (0711) because a user-namespaced
-        container's root is an unprivileged host user, and it must reach its rootfs and
-        bind-mount sources; its logs and state files are not world-readable.
+    def create(self, id_mapping: IdMapping | None = None) -> None:
+        """Make both directories (:meth:`create_layer`, then :meth:`create_state`)."""
+        self.create_layer(id_mapping)
+        self.create_state()
+
+    def create_layer(self, id_mapping: IdMapping | None = None) -> None:
+        """Make the layer directory; with an id mapping, the upper dir belongs to container root.
+
+        The directory is searchable by everyone (0711) when it is the state directory
+        too: a user-namespaced container's root is an unprivileged host user, and it must
+        reach its rootfs and bind-mount sources. Logs and state files are not
+        world-readable.
         """
-        try:
-            self.path.mkdir(parents=True, exist_ok=False)
-        except FileExistsError as exc:
-            raise RuntimeFailure(
-                f"container directory {self.path} already exists; container ids are never"
-                " reused, so remove the old container first"
-            ) from exc
-        os.chmod(self.path, 0o711)  # noqa: S103 -- searchable only, see above
-        for directory in (self.rootfs, self.upper, self.work, self.etc):
-            directory.mkdir()
+        _make_fresh(self.path, 0o711 if self.run is None else 0o700)
+        self.upper.mkdir()
+        self.work.mkdir()
         os.chmod(self.work, 0o700)
-        # what the container sees as its / and the parent of its /etc files
+        # what the container sees as its /
         os.chmod(self.upper, 0o755)  # noqa: S103
-        os.chmod(self.etc, 0o755)  # noqa: S103
         if id_mapping is not None:
             os.chown(self.upper, id_mapping.host_uid, id_mapping.host_gid)
+        # made here, where they cost nothing to wait for: the supervisor opens them
+        # before it runs the runtime, where a creation on this disk would delay the start
+        _write_new(self.stdout_log, "", LOG_MODE)
+        _write_new(self.stderr_log, "", LOG_MODE)
+
+    def create_state(self) -> None:
+        """Make the state directory's tree (the layer directory's, without a separate one)."""
+        if self.run is not None:
+            _make_fresh(self.run, 0o711)
+        self.rootfs.mkdir()
+        self.etc.mkdir()
+        # the parent of the container's /etc files
+        os.chmod(self.etc, 0o755)  # noqa: S103
 
     def write_config(self, config: dict[str, Any]) -> None:
         # compact: only then does json encode in C (the indented form costs ~2 ms a start)
@@ -166,13 +196,15 @@ class ContainerDir:
         )
 
     def remove(self) -> None:
-        """Delete the directory; refused while its root filesystem is still mounted."""
+        """Delete both directories; refused while the root filesystem is still mounted."""
         if self.rootfs.exists() and mounted_at(self.rootfs):
             raise RuntimeFailure(
-                f"container directory {self.path}: its root filesystem is still mounted;"
+                f"container directory {self.state}: its root filesystem is still mounted;"
                 " unmount it before removing the directory"
             )
-        shutil.rmtree(self.path, ignore_errors=False)
+        for directory in (self.state, self.path):
+            if directory.is_dir():
+                shutil.rmtree(directory, ignore_errors=False)
 
 
 def default_hosts(hostname: str) -> str:
@@ -180,6 +212,17 @@ def default_hosts(hostname: str) -> str:
     return (
         f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
     )
+
+
+def _make_fresh(path: Path, mode: int) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=False)
+    except FileExistsError as exc:
+        raise RuntimeFailure(
+            f"container directory {path} already exists; container ids are never"
+            " reused, so remove the old container first"
+        ) from exc
+    os.chmod(path, mode)
 
 
 def _write_new(path: Path, text: str, mode: int) -> None:

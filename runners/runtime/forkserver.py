@@ -20,8 +20,8 @@ or crun need not copy themselves at every start; a spare forked before a copy wa
 
 The protocol is one JSON object per line on stdin, one reply per line on stdout::
 
-    {"dir": "/…/containers/web-1", "max_log_bytes": 10485760, "argv": ["runc", …],
-     "hide_unified_cgroup": false}
+    {"dir": "/…/containers/web-1", "run": "/…/run/containers/web-1",
+     "max_log_bytes": 10485760, "argv": ["runc", …], "hide_unified_cgroup": false}
     {"pid": 4242}                 or               {"error": "…"}
 
 The server exits when its stdin closes, i.e. when the agent ends however it ends; the
@@ -89,8 +89,11 @@ class Launch:
 
     @classmethod
     def _from_request(cls, request: dict[str, Any]) -> Launch:
+        run = request.get("run")
+        if not isinstance(run, (str, type(None))):
+            raise TypeError("run must be a directory or null")
         launch = cls(
-            container=ContainerDir(Path(request["dir"])),
+            container=ContainerDir(Path(request["dir"]), None if run is None else Path(run)),
             argv=[str(arg) for arg in request["argv"]],
             max_log_bytes=int(request["max_log_bytes"]),
             hide_unified_cgroup=request.get("hide_unified_cgroup", False),
@@ -106,6 +109,7 @@ class Launch:
         copy = self.executable
         doc = {
             "dir": str(self.container.path),
+            "run": None if self.container.run is None else str(self.container.run),
             "argv": self.argv,
             "max_log_bytes": self.max_log_bytes,
             "hide_unified_cgroup": self.hide_unified_cgroup,

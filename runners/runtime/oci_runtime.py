@@ -202,7 +202,7 @@ class RuncRuntime:
         _check_id(container_id)
         if bundle.shim_pid.exists() or bundle.exit_file.exists():
             raise RuntimeFailure(
-                f"container {container_id}: {bundle.path} was already started; delete the"
+                f"container {container_id}: {bundle.state} was already started; delete the"
                 " container and prepare a fresh directory to run it again"
             )
         with self.warming():
@@ -215,7 +215,7 @@ class RuncRuntime:
         meanwhile: Callable[[], None] | None,
     ) -> ContainerStatus:
         runtime_argv = self.commands.run(
-            container_id, str(bundle.path), str(bundle.container_pid), str(bundle.runtime_log)
+            container_id, str(bundle.state), str(bundle.container_pid), str(bundle.runtime_log)
         )
         gate = _open_gate(bundle)
         try:
@@ -398,7 +398,7 @@ class RuncRuntime:
         deadline = time.monotonic() + timeout
         # woken by the runtime writing container.pid or the supervisor exit.json; the
         # poll interval only bounds how late a supervisor's death (no file) is seen
-        with DirWatch(bundle.path) as changes:
+        with DirWatch(bundle.state) as changes:
             while True:
                 status = self.status(container_id, bundle)
                 if status.state in (ContainerState.STOPPED, ContainerState.ABSENT):

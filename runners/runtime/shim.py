@@ -5,7 +5,7 @@ forked by its fork server (:mod:`runners.runtime.forkserver`), which costs a few
 milliseconds; this module is also a command of its own, which costs a fresh interpreter
 per container but needs no helper process::
 
-    python -m runners.runtime.shim --dir CONTAINER_DIR [--max-log-bytes N]
+    python -m runners.runtime.shim --dir CONTAINER_DIR [--run STATE_DIR] [--max-log-bytes N]
         [--hide-unified-cgroup] -- RUNTIME ARGV...
 
 Either way the supervisor lives in a session of its own, re-parented to init, so it
@@ -32,14 +32,21 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import BinaryIO
 
 from runners.runtime import hybrid
-from runners.runtime.bundle import ContainerDir, ExitRecord
+from runners.runtime.bundle import LOG_MODE, ContainerDir, ExitRecord
 from runners.runtime.sealed import SealedCopy
 
 DEFAULT_MAX_LOG_BYTES = 10 << 20
 _CHUNK = 1 << 16
 MODULE = "runners.runtime.shim"
+
+
+def open_log(path: Path) -> BinaryIO:
+    """``path`` opened for appending, made readable by root and its group only if new."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, LOG_MODE)
+    return os.fdopen(fd, "ab")  # lives as long as the container
 
 
 class CappedLog:
@@ -54,7 +61,7 @@ class CappedLog:
             raise ValueError(f"log cap for {path} must be at least 1 byte (got {max_bytes})")
         self.path = path
         self.max_bytes = max_bytes
-        self._file = open(path, "ab")  # noqa: SIM115 -- lives as long as the container
+        self._file = open_log(path)
         self._size = self._file.tell()
 
     def write(self, data: bytes) -> None:
@@ -69,7 +76,7 @@ class CappedLog:
     def _rotate(self) -> None:
         self._file.close()
         os.replace(self.path, self.path.with_name(self.path.name + ".1"))
-        self._file = open(self.path, "ab")  # noqa: SIM115
+        self._file = open_log(self.path)
         self._size = 0
 
     def close(self) -> None:
@@ -79,6 +86,7 @@ class CappedLog:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}")
     parser.add_argument("--dir", required=True, type=Path)
+    parser.add_argument("--run", type=Path, help="The state directory, if not --dir.")
     parser.add_argument("--max-log-bytes", type=int, default=DEFAULT_MAX_LOG_BYTES)
     parser.add_argument("--hide-unified-cgroup", action="store_true")
     parser.add_argument("runtime", nargs=argparse.REMAINDER)
@@ -107,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.chdir("/")
         _detach_stdio()
         code = supervise(
-            ContainerDir(args.dir),
+            ContainerDir(args.dir, args.run),
             runtime,
             args.max_log_bytes,
             ready_write,
@@ -195,7 +203,7 @@ def _entry(container: ContainerDir, executable: SealedCopy) -> Path | None:
     Executed through ``/proc/self/fd/N`` the runtime would be called ``N`` in ``ps``
     and ``pgrep crun`` would not find it. None when a file of that name is in the way.
     """
-    link = container.path / os.path.basename(executable.source)
+    link = container.state / os.path.basename(executable.source)
     if link.is_symlink():  # left by a supervisor that died between link and exec
         link.unlink()
     try:

@@ -75,6 +75,8 @@ class SpawnedSupervisors:
         hide_unified_cgroup: bool = False,
     ) -> int:
         argv = [self.python, "-m", shim.MODULE, "--dir", str(bundle.path)]
+        if bundle.run is not None:
+            argv += ["--run", str(bundle.run)]
         if hide_unified_cgroup:
             argv.append("--hide-unified-cgroup")
         argv += ["--max-log-bytes", str(max_log_bytes), "--", *runtime_argv]
@@ -137,6 +139,7 @@ class ForkServer:
     ) -> int:
         request = {
             "dir": str(bundle.path),
+            "run": None if bundle.run is None else str(bundle.run),
             "max_log_bytes": max_log_bytes,
             "argv": runtime_argv,
             "hide_unified_cgroup": hide_unified_cgroup,

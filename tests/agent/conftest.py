@@ -27,6 +27,8 @@ import pytest
 
 from runners import network as net
 from runners.agent.client import AgentClient
+from runners.agent.launch import run_dir
+from runners.cluster import mounts_under
 from runners.oci.client import RegistryClient
 from runners.oci.layout import OCILayout
 from runners.oci.reference import Reference
@@ -107,6 +109,12 @@ class RunningAgent:
         wait_for_port("127.0.0.1", self.tcp_port, timeout=30, proc=proc)  # type: ignore[arg-type]
         wait_until(self.socket.exists, timeout=10)
 
+    def stop(self) -> None:
+        """SIGTERM, as a service manager stops it; waited for."""
+        assert self.proc is not None
+        self.proc.terminate()
+        self.proc.wait(timeout=15)
+
     def kill9(self) -> None:
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGKILL)
@@ -169,17 +177,17 @@ class Agents:
                 agent.proc.kill()
                 agent.proc.wait(timeout=10)
         # whatever a failed test left: containers, mounts, namespaces, the host network
-        runc_root = agent.data / "runc"
-        containers = agent.data / "containers"
-        for directory in sorted(containers.iterdir()) if containers.is_dir() else []:
-            subprocess.run(
-                ["runc", "--root", str(runc_root), "delete", "--force", directory.name],
-                capture_output=True,
-                check=False,
-            )
-            subprocess.run(
-                ["umount", "-l", str(directory / "rootfs")], capture_output=True, check=False
-            )
+        runtime_root = run_dir(agent.data) / "runtime"
+        for name in container_names(agent):
+            for runtime in ("crun", "runc"):
+                subprocess.run(
+                    [runtime, "--root", str(runtime_root), "delete", "--force", name],
+                    capture_output=True,
+                    check=False,
+                )
+        # container root filesystems first, then the agent's tmpfs
+        for target in mounts_under(agent.data):
+            subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)
         for name in net.list_netns(f"berth-{agent.name}-"):
             with contextlib.suppress(Exception):
                 net.remove_netns(name)
@@ -218,15 +226,23 @@ def shared_agent() -> Iterator[RunningAgent]:
 def host_traces(agent: RunningAgent) -> dict[str, object]:
     """What creating an instance changes on the host, to compare before and after."""
     mounts = Path("/proc/self/mounts").read_text().splitlines()
-    containers = agent.data / "containers"
     return {
         "netns": net.list_netns(f"berth-{agent.name}-"),
         "links": sorted(link for link in net.link_names() if link.startswith("vb")),
         "mounts": sorted(m for m in mounts if str(agent.data) in m),
-        "containers": sorted(p.name for p in containers.iterdir()) if containers.is_dir() else [],
+        "containers": container_names(agent),
         "published": net.published_ports(table=agent.table),
         "addresses": _allocations(agent.data / "ipam.json"),
     }
+
+
+def container_names(agent: RunningAgent) -> list[str]:
+    """The containers with a layer or a state directory on ``agent``'s host."""
+    found: set[str] = set()
+    for root in (agent.data / "containers", run_dir(agent.data) / "containers"):
+        if root.is_dir():
+            found.update(p.name for p in root.iterdir())
+    return sorted(found)
 
 
 def _allocations(path: Path) -> dict[str, str]:

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from runners.agent.client import AgentClient
+from runners.agent.launch import run_dir
+from runners.agent.rundir import fs_type_at
 from tests.agent.conftest import RunningAgent
 from tests.helpers.procs import wait_until
 
@@ -98,7 +100,7 @@ def test_two_containers_share_lower_layers_and_not_writes(
     client.put_instance("cow-two", spec)
     lowers = []
     for name in ("cow-one", "cow-two"):
-        rootfs = shared_agent.data / "containers" / name / "rootfs"
+        rootfs = run_dir(shared_agent.data) / "containers" / name / "rootfs"
         line = next(
             m for m in Path("/proc/self/mountinfo").read_text().splitlines()
             if m.split(" ")[4] == str(rootfs)
@@ -110,6 +112,10 @@ def test_two_containers_share_lower_layers_and_not_writes(
     assert _sh(client, "cow-one", "cat /written-here") == (0, "mine\n")
     assert _sh(client, "cow-two", "cat /written-here")[0] != 0
     assert not any((lower / "written-here").exists() for lower in lowers[0])
+    # the copy-on-write layer is kept on disk, the mount point on the agent's tmpfs
+    upper = shared_agent.data / "containers" / "cow-one" / "upper"
+    assert (upper / "written-here").read_text() == "mine\n"
+    assert fs_type_at(run_dir(shared_agent.data)) == "tmpfs"
 
 
 def test_a_memory_limit_is_enforced_and_reported(client: AgentClient, busybox_ref: str) -> None:

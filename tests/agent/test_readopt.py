@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from runners.agent.launch import run_dir
+from runners.agent.rundir import fs_type_at
+from runners.cluster import mounts_under
 from tests.agent.conftest import Agents
 from tests.helpers.procs import wait_until
 
@@ -55,6 +58,31 @@ def test_containers_outlive_a_killed_agent_and_are_adopted(
         client.delete_instance("later")
         client.delete_instance("keep")
     assert not _alive(int(first["pid"]))
+
+
+def test_the_run_tmpfs_outlives_an_agent_until_its_last_container(
+    agents: Agents, busybox_ref: str
+) -> None:
+    agent = agents.start()
+    run = run_dir(agent.data)
+    assert fs_type_at(run) == "tmpfs"
+    spec = {"image": busybox_ref, "command": ["sleep", "600"], "stop_timeout": 0.2}
+    with agent.client() as client:
+        pid = int(client.put_instance("stays", spec)["pid"])
+    assert (run / "containers" / "stays" / "config.json").is_file()
+    assert (agent.data / "containers" / "stays" / "upper").is_dir()
+    agent.stop()
+    # the container runs on, so its state does too
+    assert _alive(pid)
+    assert fs_type_at(run) == "tmpfs"
+
+    agent.start()
+    with agent.client() as client:
+        assert client.instance("stays")["pid"] == pid
+        client.delete_instance("stays")
+    agent.stop()
+    assert fs_type_at(run) is None
+    assert mounts_under(agent.data) == []
 
 
 def test_python_m_runners_agent_refuses_tcp_without_a_token(tmp_path: Path) -> None:

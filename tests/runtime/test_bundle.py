@@ -18,10 +18,48 @@ pytestmark = pytest.mark.unit
 def test_layout_and_modes(tmp_path: Path) -> None:
     bundle = ContainerDir(tmp_path / "c1")
     bundle.create()
-    assert sorted(os.listdir(bundle.path)) == ["etc", "rootfs", "upper", "work"]
+    assert sorted(os.listdir(bundle.path)) == [
+        "etc", "rootfs", "stderr.log", "stdout.log", "upper", "work"
+    ]  # fmt: skip
     assert stat.S_IMODE(bundle.path.stat().st_mode) == 0o711
     assert stat.S_IMODE(bundle.work.stat().st_mode) == 0o700
+    assert stat.S_IMODE(bundle.stdout_log.stat().st_mode) == 0o640
     assert bundle.etc_files().hosts == str(tmp_path / "c1/etc/hosts")
+
+
+def test_layer_and_state_directories_apart(tmp_path: Path) -> None:
+    bundle = ContainerDir(tmp_path / "disk/c1", tmp_path / "run/c1")
+    bundle.create()
+    # what outlives a reboot on disk; what a start writes in the state directory
+    assert sorted(os.listdir(bundle.path)) == ["stderr.log", "stdout.log", "upper", "work"]
+    assert sorted(os.listdir(bundle.state)) == ["etc", "rootfs"]
+    assert stat.S_IMODE(bundle.path.stat().st_mode) == 0o700
+    assert stat.S_IMODE(bundle.state.stat().st_mode) == 0o711
+    bundle.write_config({"n": 1})
+    bundle.write_exit(ExitRecord(code=0, started=True))
+    for path in (bundle.config, bundle.exit_file, bundle.gate, bundle.shim_pid, bundle.rootfs):
+        assert path.parent == bundle.state
+    for path in (bundle.upper, bundle.work, bundle.stdout_log, bundle.stderr_log):
+        assert path.parent == bundle.path
+    assert bundle.etc_files().hosts == str(tmp_path / "run/c1/etc/hosts")
+
+
+def test_either_half_left_counts_and_is_removed(tmp_path: Path) -> None:
+    bundle = ContainerDir(tmp_path / "disk/c1", tmp_path / "run/c1")
+    assert not bundle.exists()
+    bundle.create_state()  # a creation cut short between the two
+    assert bundle.exists()
+    with pytest.raises(RuntimeFailure, match="already exists"):
+        bundle.create_state()
+    bundle.remove()
+    assert not bundle.exists()
+    bundle.create_layer()
+    assert bundle.exists()
+    with pytest.raises(RuntimeFailure, match="already exists"):
+        ContainerDir(tmp_path / "disk/c1", tmp_path / "run/other").create()
+    bundle.remove()
+    assert not (tmp_path / "disk/c1").exists()
+    assert not (tmp_path / "run/c1").exists()
 
 
 def test_a_directory_is_never_reused(tmp_path: Path) -> None:
