@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import wait
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -228,9 +229,17 @@ class Agent:
     ) -> None:
         """Prepare, attach, create and start; on failure remove what was made."""
         image = self.images.prepare(digest)
-        attachment = self.network.attach(instance_id, spec.ports)
+        layer = self.containers.make_layer(instance_id)  # while the network is attached
         try:
-            self.containers.create(instance_id, spec, image, attachment)
+            attachment = self.network.attach(instance_id, spec.ports)
+        except BaseException:
+            wait([layer])
+            # only the directories: a namespace in the way of this one is not ours
+            with contextlib.suppress(RuntimeFailure, OSError):
+                self.containers.remove(instance_id)
+            raise
+        try:
+            self.containers.create(instance_id, spec, image, attachment, layer)
             record = InstanceRecord(
                 id=instance_id,
                 spec=canonical,

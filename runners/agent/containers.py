@@ -14,7 +14,7 @@ import contextlib
 import signal
 import subprocess
 from collections.abc import Callable
-from concurrent.futures import wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,27 +85,36 @@ class HostContainers:
                 found.update(p.name for p in root.iterdir() if p.is_dir())
         return sorted(found)
 
+    def make_layer(self, instance_id: str) -> Future[None]:
+        """Start making the container's layer directory (on disk, the slow part) on a
+        thread, to overlap whatever comes before :meth:`create`."""
+        bundle = self.bundle(instance_id)
+        return spawn(lambda: bundle.create_layer(self.id_mapping), f"layer:{instance_id}")
+
     def create(
-        self, instance_id: str, spec: InstanceSpec, image: PreparedImage, network: Attachment
+        self,
+        instance_id: str,
+        spec: InstanceSpec,
+        image: PreparedImage,
+        network: Attachment,
+        layer: Future[None] | None = None,
     ) -> ContainerDir:
         """Prepare the container's directories, root filesystem and ``config.json``.
 
-        The layer directory (on disk, the slow part) is made on a thread meanwhile the
-        state directory is written and the runtime spec computed.
+        ``layer`` is the :meth:`make_layer` under way, if one is; the state directory is
+        written and the runtime spec computed meanwhile.
         """
         bundle = self.bundle(instance_id)
-        if bundle.run is None:
-            bundle.create(self.id_mapping)
+        layer = layer or self.make_layer(instance_id)
+        try:
+            if bundle.run is None:
+                layer.result()  # one directory: the state goes inside the layer's
+            bundle.create_state()
             self._write_state(bundle, instance_id, spec, image, network)
-        else:
-            layer = spawn(lambda: bundle.create_layer(self.id_mapping), f"layer:{instance_id}")
-            try:
-                bundle.create_state()
-                self._write_state(bundle, instance_id, spec, image, network)
-            except BaseException:
-                wait([layer])  # whoever removes what was made must not race it
-                raise
-            layer.result()
+        except BaseException:
+            wait([layer])  # whoever removes what was made must not race it
+            raise
+        layer.result()
         mount_rootfs(image.lower_dirs, bundle.upper, bundle.work, bundle.rootfs)
         return bundle
 

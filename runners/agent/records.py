@@ -74,10 +74,10 @@ class RecordStore:
         with self._lock:
             fd, staged = tempfile.mkstemp(prefix=f".{path.name}.", dir=self.root)
             try:
+                # not synced to the disk, like the IPAM file (:meth:`runners.net.Ipam._write`):
+                # replaced whole, it survives the agent however it ends
                 with os.fdopen(fd, "w", encoding="utf-8") as handle:
                     json.dump(record.to_json(), handle, sort_keys=True)
-                    handle.flush()
-                    os.fsync(handle.fileno())
                 os.replace(staged, path)
             except BaseException:
                 Path(staged).unlink(missing_ok=True)

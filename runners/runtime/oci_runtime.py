@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, wait
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -189,7 +189,7 @@ class RuncRuntime:
         """Start the container of ``bundle``; return once it runs (or already ended).
 
         ``meanwhile`` (connecting the container's network, say) runs on a thread of its
-        own while the supervisor is launched and the runtime creates the container. With
+        own while the runtime creates the container (once the supervisor runs). With
         a start gate in the bundle (:meth:`ContainerDir.make_gate`,
         :func:`~runners.runtime.spec.gate_hook`) the container's process waits until it
         has returned; without one it runs before the runtime is launched. If it raises,
@@ -221,19 +221,16 @@ class RuncRuntime:
         try:
             if gate is None and meanwhile is not None:
                 meanwhile()
-            # with a gate, ``meanwhile`` overlaps the supervisor's launch too
+            self.supervisors.launch(
+                bundle,
+                runtime_argv,
+                self.max_log_bytes,
+                hide_unified_cgroup=self.commands.hide_unified_cgroup,
+            )
+            # with a gate, ``meanwhile`` overlaps the runtime's work. Only now: on a
+            # thread of this process it would hold the interpreter's lock the launch
+            # needs at each of its replies (a launch took 4 ms beside it, 1-2 alone)
             side = spawn(meanwhile, "start-meanwhile") if gate is not None and meanwhile else None
-            try:
-                self.supervisors.launch(
-                    bundle,
-                    runtime_argv,
-                    self.max_log_bytes,
-                    hide_unified_cgroup=self.commands.hide_unified_cgroup,
-                )
-            except BaseException:
-                if side is not None:
-                    wait([side])  # the caller's clean-up must not race it
-                raise
             if gate is not None:
                 self._open_gate_after(container_id, bundle, gate, side)
             # the gate stays open until the hook has read it: a FIFO loses what was

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from runners import network as net
-from tests.agent.conftest import RunningAgent, host_traces
+from tests.agent.conftest import RunningAgent, container_names, host_traces
 
 pytestmark = pytest.mark.privileged
 
@@ -167,5 +167,7 @@ def test_a_namespace_in_the_way_is_left_alone_and_its_address_given_back(
         message = _refused(shared_agent, api, 500, {"image": busybox_ref, "command": ["true"]})
         assert "already exists" in message
         assert net.netns_exists(name)
+        # the container's directories, begun meanwhile, went with the failure
+        assert "bad-one" not in container_names(shared_agent)
     finally:
         net.remove_netns(name)

@@ -263,12 +263,14 @@ def test_a_gated_process_starts_only_after_meanwhile_returns(
     done: list[str] = []
 
     def meanwhile() -> None:
+        # called once the supervisor runs, never beside its launch (which it would slow)
+        done.append("supervised" if shim.is_supervisor(bundle.shim_pid) else "not yet")
         time.sleep(0.5)
         _add_link(netns_file, "gate0")
         done.append("linked")
 
     gated.runtime.start(cid, bundle, meanwhile)
-    assert done == ["linked"]
+    assert done == ["supervised", "linked"]
     assert gated.runtime.wait(cid, bundle, 15).exit_code == 0, bundle.stderr_log.read_text()
     assert "gate0:" in bundle.stdout_log.read_text()
 
