@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from runners.agent.containers import HostContainers
-from runners.agent.errors import AgentError, BadSpec, Conflict, NotFound, OverCapacity
+from runners.agent.errors import (
+    AgentError,
+    BadSpec,
+    Conflict,
+    NotFound,
+    NotStarted,
+    OverCapacity,
+)
 from runners.agent.health import NONE, HealthState
 from runners.agent.images import HostImages
 from runners.agent.model import (
@@ -267,8 +274,8 @@ class Agent:
             if isinstance(exc, SpecError):
                 raise BadSpec(f"instance {instance_id}: {exc}") from exc
             if isinstance(exc, SubprocessError):
-                raise AgentError(
-                    f"instance {instance_id}: the container did not start: {exc}", status=422
+                raise NotStarted(
+                    f"instance {instance_id}: the container did not start: {exc}"
                 ) from exc
             raise
         self.tracked[instance_id] = Tracked(record, spec, HealthState() if spec.health else None)

@@ -24,7 +24,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from runners.agent.agent import Agent
-from runners.agent.errors import AgentError, BadSpec, Unauthorized
+from runners.agent.errors import AgentError, BadSpec, Unauthorized, UnusableImage
 from runners.agent.logs import STREAMS, follow, tail_lines
 from runners.errors import LayerError, OCIError, RunnerError
 
@@ -174,7 +174,8 @@ def _json(data: Any, status: int = 200) -> Response:
 
 
 def _error(exc: AgentError) -> Response:
-    return _json({"error": {"status": exc.status, "message": str(exc)}}, exc.status)
+    body = {"status": exc.status, "kind": exc.kind, "message": str(exc)}
+    return _json({"error": body}, exc.status)
 
 
 def _params(request: Request, allowed: set[str]) -> dict[str, str]:
@@ -209,7 +210,7 @@ def _runner_error(request: Request, exc: RunnerError) -> Response:
     if isinstance(exc, AgentError):
         return _error(exc)
     if isinstance(exc, LayerError | OCIError):
-        return _error(AgentError(str(exc), status=422))
+        return _error(UnusableImage(str(exc)))
     _log.error("%s %s failed: %s", request.method, request.url.path, exc)
     return _error(AgentError(str(exc), status=500))
 

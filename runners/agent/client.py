@@ -24,16 +24,22 @@ from runners.agent.errors import (
     BadSpec,
     Conflict,
     NotFound,
+    NotStarted,
     OverCapacity,
     Unauthorized,
+    UnusableImage,
 )
 
+_KINDS: dict[str, type[AgentError]] = {
+    kind.kind: kind
+    for kind in (BadSpec, Unauthorized, NotFound, Conflict, OverCapacity, NotStarted, UnusableImage)
+}
+# what a body without a known kind is taken for (422 has several meanings)
 _BY_STATUS: dict[int, type[AgentError]] = {
     400: BadSpec,
     401: Unauthorized,
     404: NotFound,
     409: Conflict,
-    422: OverCapacity,
 }
 
 
@@ -176,10 +182,12 @@ class AgentClient:
 
 
 def _error(response: httpx.Response) -> AgentError:
-    message = response.text[:500]
-    with contextlib.suppress(ValueError, KeyError, TypeError):
-        message = str(response.json()["error"]["message"])
-    kind = _BY_STATUS.get(response.status_code, AgentError)
+    message, named = response.text[:500], None
+    with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+        body = response.json()["error"]
+        message = str(body["message"])
+        named = _KINDS.get(str(body.get("kind")))
+    kind = named or _BY_STATUS.get(response.status_code, AgentError)
     error = kind(message)
     error.status = response.status_code
     return error

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from runners import network as net
+from runners.agent.errors import NotStarted, OverCapacity
 from tests.agent.conftest import RunningAgent, container_names, host_traces
 
 pytestmark = pytest.mark.privileged
@@ -36,8 +37,20 @@ def _refused(
     after = host_traces(agent)
     assert after == before, "the refused request left something behind"
     assert api.get("/v1/instances/bad-one").status_code == 404
-    message: str = response.json()["error"]["message"]
+    error = response.json()["error"]
+    assert error["status"] == status
+    assert error["kind"] in KINDS_BY_STATUS[status], error
+    message: str = error["message"]
     return message
+
+
+KINDS_BY_STATUS = {
+    400: {"bad_spec"},
+    404: {"not_found"},
+    409: {"conflict"},
+    422: {"over_capacity", "not_started", "unusable_image"},
+    500: {"error"},
+}
 
 
 def test_unknown_image_is_404(
@@ -110,6 +123,25 @@ def test_memory_beyond_the_host(
     message = _refused(shared_agent, api, 422, spec)
     assert "memory_bytes" in message
     assert "more than this host's memory" in message
+
+
+def test_the_client_tells_over_capacity_from_a_container_that_did_not_start(
+    shared_agent: RunningAgent, busybox_ref: str
+) -> None:
+    # both are 422; the error's kind says which, and a scheduler acts differently on each
+    before = host_traces(shared_agent)
+    with shared_agent.client() as client:
+        total = client.info()["memory"]["total"]
+        too_big = {"image": busybox_ref, "resources": {"memory_bytes": total * 2}}
+        with pytest.raises(OverCapacity, match="memory_bytes") as over:
+            client.put_instance("bad-one", too_big)
+        assert over.value.status == 422
+        missing = {"image": busybox_ref, "command": ["/no/such/program"]}
+        with pytest.raises(NotStarted, match="did not start") as failed:
+            client.put_instance("bad-one", missing)
+        assert failed.value.status == 422
+        assert not isinstance(failed.value, OverCapacity)
+    assert host_traces(shared_agent) == before
 
 
 def test_an_id_reused_with_another_spec(
