@@ -2,7 +2,8 @@
 
 ``<data>/containers/<id>/`` is the container's :class:`~runners.runtime.bundle.ContainerDir`
 (its layer directory; the state directory is ``<run>/containers/<id>/`` on the agent's
-tmpfs, :mod:`runners.agent.rundir`); the container id given to the runtime is the instance id, and its cgroup is
+tmpfs, :mod:`runners.agent.rundir`); the container id given to the runtime is the
+instance id, and its cgroup is
 ``/berth/<host name>/<id>`` so that several agents on one machine (a simulated cluster)
 never share one. A restart reuses the directory (the copy-on-write layer and the logs
 survive, as with ``docker restart``) after moving the previous exit record aside.

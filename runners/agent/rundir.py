@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from runners.runtime import syscalls
-from runners.runtime.rootfs import unescape_mount_field
+from runners.runtime.rootfs import fs_type_at
 
 _log = logging.getLogger(__name__)
 
@@ -35,19 +35,6 @@ Mounter = Callable[[str, str], None]
 
 def mount_tmpfs(target: str, options: str) -> None:
     syscalls.mount("tmpfs", target, "tmpfs", syscalls.MS_NOSUID | syscalls.MS_NODEV, options)
-
-
-def fs_type_at(path: Path) -> str | None:
-    """The type of the file system mounted exactly at ``path`` (the topmost), or None."""
-    wanted = str(path.resolve())
-    found = None
-    with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
-        for line in mountinfo:
-            fields, sep, rest = line.partition(" - ")
-            parts = fields.split(" ")
-            if sep and len(parts) > 4 and unescape_mount_field(parts[4]) == wanted:
-                found = rest.split(" ", 1)[0]
-    return found
 
 
 def prepare_run_dir(path: Path, mount: Mounter = mount_tmpfs) -> bool:

@@ -94,13 +94,20 @@ def unmount_rootfs(target: Path) -> None:
 
 def mounted_at(target: Path) -> bool:
     """True when something is mounted exactly at ``target`` in this mount namespace."""
+    return fs_type_at(target) is not None
+
+
+def fs_type_at(target: Path) -> str | None:
+    """The type of the file system mounted exactly at ``target`` (the topmost), or None."""
     wanted = str(target.resolve())
+    found = None
     with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
         for line in mountinfo:
-            fields = line.split(" ")
-            if len(fields) > 4 and unescape_mount_field(fields[4]) == wanted:
-                return True
-    return False
+            fields, sep, rest = line.partition(" - ")
+            parts = fields.split(" ")
+            if sep and len(parts) > 4 and unescape_mount_field(parts[4]) == wanted:
+                found = rest.split(" ", 1)[0]
+    return found
 
 
 def _mount(options: str, target: Path, fds: Sequence[int]) -> None:
